@@ -1,0 +1,153 @@
+// Package testapp builds the sample programs under testdata/ with real Go
+// toolchains, for the end-to-end tests and the demo. A build is cached by the
+// hash of its sources, toolchain and options, so repeated test runs reuse it.
+package testapp
+
+import (
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/uranus-otel/uranus/internal/toolchain"
+)
+
+//go:embed testdata
+var sources embed.FS
+
+// Options select how a sample is built.
+type Options struct {
+	Stripped bool   // -ldflags=-s -w: no .symtab, no DWARF
+	GOARCH   string // cross-compile, e.g. "arm64"; empty for the host
+	CGO      bool   // CGO_ENABLED=1 with external linking
+}
+
+func (o Options) String() string {
+	s := "plain"
+	if o.Stripped {
+		s = "stripped"
+	}
+	if o.GOARCH != "" {
+		s += "-" + o.GOARCH
+	}
+	if o.CGO {
+		s += "-cgo"
+	}
+	return s
+}
+
+// Names lists the sample programs.
+func Names() []string {
+	entries, _ := sources.ReadDir("testdata")
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
+// Build compiles sample name with toolchain version ("1.16.15") and returns
+// the binary's path, building it only when no cached copy exists.
+//
+// With URANUS_TESTAPP_DIR set (inside the test VM, which has no toolchains)
+// it only looks for a binary of the same name in that directory.
+func Build(name, version string, opts Options, logf func(string, ...any)) (string, error) {
+	if !strings.HasPrefix(version, "go") {
+		version = "go" + version
+	}
+	base, err := binaryName(name, version, opts)
+	if err != nil {
+		return "", err
+	}
+	if dir := os.Getenv("URANUS_TESTAPP_DIR"); dir != "" {
+		p := filepath.Join(dir, base)
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("sample %s for %s (%s) was not prebuilt into %s", name, version, opts, dir)
+		}
+		return p, nil
+	}
+	tc, err := toolchain.Get(version, logf)
+	if err != nil {
+		return "", err
+	}
+	files, _ := fs.Sub(sources, path.Join("testdata", name))
+	out := filepath.Join(filepath.Dir(tc.GOROOT), "bin", base)
+	if _, err := os.Stat(out); err == nil {
+		return out, nil
+	}
+	return out, build(tc, name, files, out, opts)
+}
+
+// binaryName names a build by sample, toolchain, options and the hash of
+// the sample's sources, so that editing a sample rebuilds it.
+func binaryName(name, version string, opts Options) (string, error) {
+	files, err := fs.Sub(sources, path.Join("testdata", name))
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%s\n", version, opts)
+	err = fs.WalkDir(files, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(files, p)
+		fmt.Fprintf(h, "%s %d\n", p, len(b))
+		h.Write(b)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("reading sample %q: %w", name, err)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))[:16]
+	return fmt.Sprintf("%s-%s-%s-%s", name, version, opts, sum), nil
+}
+
+func build(tc *toolchain.Toolchain, name string, files fs.FS, out string, opts Options) error {
+	dir, err := os.MkdirTemp("", "uranus-testapp-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := os.CopyFS(dir, files); err != nil {
+		return fmt.Errorf("copying sample %q: %w", name, err)
+	}
+	// The go line selects language and GODEBUG defaults (Go 1.22 mux patterns
+	// need go >= 1.22), so it follows the toolchain. A sample with
+	// dependencies brings go.mod.tmpl (with {{GO}} for the version) and go.sum.
+	goLine := fmt.Sprintf("1.%d", tc.MinorVersion())
+	gomod := fmt.Sprintf("module example.com/%s\n\ngo %s\n", name, goLine)
+	if tmpl, err := os.ReadFile(filepath.Join(dir, "go.mod.tmpl")); err == nil {
+		gomod = strings.ReplaceAll(string(tmpl), "{{GO}}", goLine)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(gomod), 0o644); err != nil {
+		return err
+	}
+	var env []string
+	if opts.GOARCH != "" {
+		env = append(env, "GOARCH="+opts.GOARCH)
+	}
+	ldflags := ""
+	if opts.Stripped {
+		ldflags = "-s -w"
+	}
+	if opts.CGO {
+		env = append(env, "CGO_ENABLED=1")
+		ldflags = strings.TrimSpace(ldflags + " -linkmode=external")
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	tmp := out + ".tmp"
+	if err := tc.Build(dir, tmp, ldflags, env...); err != nil {
+		return err
+	}
+	return os.Rename(tmp, out)
+}
