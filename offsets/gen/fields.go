@@ -1,0 +1,85 @@
+package main
+
+import (
+	"github.com/uranus-otel/uranus/instrumentors"
+	"github.com/uranus-otel/uranus/instrumentors/all"
+	"github.com/uranus-otel/uranus/offsets"
+)
+
+// wantedFields lists the struct members the table records, by the names
+// DWARF gives them: what every instrumentor declares (so adding a field to
+// an instrumentor and running the generator is all a new field needs), plus
+// the members below, which instrumentors being written will read.
+//
+// A member that only some Go versions have is fine (it is recorded as absent
+// elsewhere); a member no checked version has is a misspelling and fails the
+// generation.
+func wantedFields() []offsets.Field {
+	fs := instrumentors.Fields(all.List)
+	seen := map[offsets.Field]bool{}
+	for _, f := range fs {
+		seen[f] = true
+	}
+	add := func(s string, members ...string) {
+		for _, m := range members {
+			if f := (offsets.Field{Struct: s, Member: m}); !seen[f] {
+				seen[f] = true
+				fs = append(fs, f)
+			}
+		}
+	}
+	add("runtime.g", "goid", "parentGoid")
+	add("net/http.Request", "Method", "URL", "Proto", "ProtoMajor", "ProtoMinor", "Header",
+		"ContentLength", "Host", "RemoteAddr", "RequestURI", "TLS", "ctx", "Pattern", "pat", "Response")
+	add("net/http.pattern", "str")
+	add("net/url.URL", "Scheme", "Opaque", "User", "Host", "Path", "RawPath", "RawQuery", "Fragment")
+	add("net/url.Userinfo", "username", "password", "passwordSet")
+	add("net/http.response", "conn", "req", "status", "wroteHeader", "written", "contentLength", "handlerHeader")
+	add("net/http.conn", "server", "rwc", "remoteAddr", "tlsState")
+	add("net/http.Response", "Status", "StatusCode", "Proto", "Header", "ContentLength", "Request", "TLS")
+	// Go 1.27 moved the bundled HTTP/2 server to net/http/internal/http2,
+	// where the request is a ServerRequest value instead of a *Request.
+	add("net/http.http2responseWriter", "rws")
+	add("net/http.http2responseWriterState", "status", "req", "stream")
+	add("net/http/internal/http2.responseWriter", "rws")
+	add("net/http/internal/http2.responseWriterState", "status", "req", "stream")
+	add("net/http.persistConn", "conn", "tlsState", "t", "cacheKey")
+	// Go 1.13–1.19 track the handshake in handshakeStatus, 1.20+ in
+	// isHandshakeComplete; the handshakeComplete member is older than 1.13.
+	add("crypto/tls.Conn", "conn", "isClient", "handshakeErr", "vers", "haveVers", "config",
+		"cipherSuite", "didResume", "serverName", "isHandshakeComplete", "handshakeStatus",
+		"input", "rawInput")
+	add("crypto/tls.Config", "ServerName")
+	add("crypto/tls.ConnectionState", "Version", "HandshakeComplete", "DidResume", "CipherSuite",
+		"ServerName", "NegotiatedProtocol")
+	add("net.TCPConn", "conn")
+	add("net.conn", "fd")
+	add("net.netFD", "laddr", "raddr")
+	add("net.TCPAddr", "IP", "Port", "Zone")
+	add("runtime.hmap", "count", "flags", "B", "hash0", "buckets", "oldbuckets")
+	add("internal/runtime/maps.Map", "used", "seed", "dirPtr", "dirLen", "globalDepth", "globalShift")
+	add("internal/runtime/maps.table", "used", "capacity", "growthLeft", "localDepth", "index", "groups")
+	add("internal/runtime/maps.groupsReference", "data", "lengthMask")
+	return fs
+}
+
+// optionalStructs are the structs that legitimately do not exist in some Go
+// versions, with the reason. Any other wanted struct missing from the sample's
+// DWARF means the sample program did not keep it alive, and fails the run.
+// An optional struct must still exist in a contiguous run of the checked
+// versions (it appeared, or it went away), or the run fails too.
+func optionalStructs() map[string]string {
+	return map[string]string{
+		"net/http.pattern":                            "ServeMux patterns arrived in Go 1.22",
+		"net/http.http2responseWriter":                "HTTP/2 moved to net/http/internal/http2 in Go 1.27",
+		"net/http.http2responseWriterState":           "HTTP/2 moved to net/http/internal/http2 in Go 1.27",
+		"net/http/internal/http2.responseWriter":      "HTTP/2 moved to net/http/internal/http2 in Go 1.27",
+		"net/http/internal/http2.responseWriterState": "HTTP/2 moved to net/http/internal/http2 in Go 1.27",
+		"runtime.hmap":                                "swiss maps replaced it in Go 1.24",
+		"internal/runtime/maps.Map":                   "swiss maps arrived in Go 1.24",
+		"internal/runtime/maps.table":                 "swiss maps arrived in Go 1.24",
+		"internal/runtime/maps.groupsReference":       "swiss maps arrived in Go 1.24",
+		"runtime._type":                               "an alias of internal/abi.Type from Go 1.21",
+		"internal/abi.Type":                           "the type descriptor moved to internal/abi in Go 1.21",
+	}
+}
