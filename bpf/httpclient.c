@@ -1,0 +1,224 @@
+//go:build ignore
+
+// net/http client: one CLIENT span per request sent by
+//
+//   func (t *Transport) roundTrip(req *Request) (*Response, error)
+//
+// arguments t (word 0), req (1); results resp (0), err's itab (1) and
+// data (2). The entry starts the span under the goroutine's active span (see
+// active_span) and each RET emits it: two probe hits.
+//
+// Injection, one more hit: transferWriter.writeHeader is called once per
+// request written to a connection, after the request line, Host and
+// User-Agent, with the connection's *bufio.Writer; the span is found by the
+// request's Header map, which the transferWriter carries. A traceparent line
+// is appended to the buffered bytes — memory the program owns and is about
+// to send — when the app set none itself and the buffer has room; otherwise
+// nothing is written and the reason is counted.
+#include "uranus.h"
+#include "go_header.h"
+#include "tracecontext.h"
+
+volatile const u64 off_req_method;
+volatile const u64 off_req_url;
+volatile const u64 off_req_header;
+volatile const u64 off_url_scheme;
+volatile const u64 off_url_user;
+volatile const u64 off_url_host;
+volatile const u64 off_url_path;
+volatile const u64 off_url_rawquery;
+volatile const u64 off_resp_status;
+volatile const u64 off_resp_tls;
+volatile const u64 off_cs_version;    // crypto/tls.ConnectionState
+volatile const u64 off_cs_cipher;
+volatile const u64 off_tw_header;
+volatile const u64 off_bufio_err;
+volatile const u64 off_bufio_buf;
+volatile const u64 off_bufio_n;
+volatile const u8 feature_inject;
+
+// Instrumentor counters (named in instrumentors/httpclient).
+#define STAT_INJECTED STAT_EXTRA
+#define STAT_APP_TRACEPARENT STAT_EXTRA2
+#define STAT_NO_ROOM STAT_EXTRA3
+
+struct event {
+	struct event_header h;
+	u64 status;    // Response.StatusCode; 0 without a response
+	u64 err_type;  // the error's type descriptor; 0 without an error
+	u32 method_len;
+	u32 scheme_len;
+	u32 host_len;
+	u32 path_len;
+	u32 query_len;
+	u8 userinfo;   // the URL carries credentials (never read)
+	u8 injected;   // a traceparent was written into the request
+	u8 _pad[2];
+	u16 tls_version; // Response.TLS.Version, CipherSuite; 0 without TLS
+	u16 tls_cipher;
+	u8 method[16];
+	u8 scheme[8];
+	u8 host[128];
+	u8 path[256];
+	u8 query[256];
+};
+EXPORT_TYPE(event);
+
+struct call {
+	struct event_header h;
+	u64 req;
+	u64 header;
+	struct span_ctx prev;
+	u8 had_prev;
+	u8 _pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 10240);
+	__type(key, u64); // goid
+	__type(value, struct call);
+} calls SEC(".maps");
+
+// The span of each request in flight, by its Header map, for the inject
+// probe, which runs on the connection's writer goroutine.
+struct pending {
+	struct span_ctx sc;
+	u8 injected;
+	u8 _pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 10240);
+	__type(key, u64); // Header map pointer
+	__type(value, struct pending);
+} pending SEC(".maps");
+
+SEC("uprobe")
+int client_entry(struct pt_regs *ctx)
+{
+	stat_inc(STAT_ENTRY);
+	u64 goid = go_goid(ctx);
+	if (goid == 0) {
+		stat_inc(STAT_READ_ERROR);
+		return 0;
+	}
+	u64 req = go_arg(ctx, 1);
+	struct call *prior = bpf_map_lookup_elem(&calls, &goid);
+	if (prior && prior->req == req) // re-entry after morestack
+		return 0;
+
+	struct call c = {};
+	c.req = req;
+	c.header = read_u64(req, off_req_header);
+	span_begin(&c.h, goid, active_span(ctx, goid), 0, &c.prev, &c.had_prev);
+	if (bpf_map_update_elem(&calls, &goid, &c, BPF_ANY))
+		stat_inc(STAT_INFLIGHT_FULL);
+	if (feature_inject && c.header) {
+		struct pending p = {};
+		__builtin_memcpy(p.sc.trace_id, c.h.trace_id, sizeof(p.sc.trace_id));
+		__builtin_memcpy(p.sc.span_id, c.h.span_id, sizeof(p.sc.span_id));
+		p.sc.flags = c.h.flags & SPAN_FLAG_SAMPLED;
+		bpf_map_update_elem(&pending, &c.header, &p, BPF_ANY);
+	}
+	return 0;
+}
+
+SEC("uprobe")
+int client_return(struct pt_regs *ctx)
+{
+	stat_inc(STAT_RETURN);
+	u64 goid = go_goid(ctx);
+	struct call *c = bpf_map_lookup_elem(&calls, &goid);
+	if (!c) {
+		stat_inc(STAT_NO_ENTRY);
+		return 0;
+	}
+	u8 injected = 0;
+	if (c->header) {
+		struct pending *p = bpf_map_lookup_elem(&pending, &c->header);
+		if (p)
+			injected = p->injected;
+		bpf_map_delete_elem(&pending, &c->header);
+	}
+	if (!span_sampled(&c->h))
+		goto done;
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		stat_inc(STAT_RINGBUF_FULL);
+		goto done;
+	}
+	u64 req = c->req, resp = go_result(ctx, 2, 0), err_itab = go_result(ctx, 2, 1);
+	e->h = c->h;
+	e->h.end_ns = bpf_ktime_get_ns();
+	e->status = resp ? read_u64(resp, off_resp_status) : 0;
+	u64 tls = resp ? read_u64(resp, off_resp_tls) : 0;
+	e->tls_version = tls ? read_u64(tls, off_cs_version) : 0;
+	e->tls_cipher = tls ? read_u64(tls, off_cs_cipher) : 0;
+	e->err_type = err_itab ? read_u64(err_itab, 8) : 0; // itab: {inter, _type, …}
+	e->injected = injected;
+	e->method_len = read_go_string(e->method, req, off_req_method);
+	u64 url = read_u64(req, off_req_url);
+	e->userinfo = read_u64(url, off_url_user) != 0;
+	e->scheme_len = read_go_string(e->scheme, url, off_url_scheme);
+	e->host_len = read_go_string(e->host, url, off_url_host);
+	e->path_len = read_go_string(e->path, url, off_url_path);
+	e->query_len = read_go_string(e->query, url, off_url_rawquery);
+	submit_event(e);
+done:
+	span_end(goid, &c->prev, c->had_prev);
+	bpf_map_delete_elem(&calls, &goid);
+	return 0;
+}
+
+//   func (t *transferWriter) writeHeader(w io.Writer, trace *httptrace.ClientTrace) error
+//
+// arguments t (word 0), w's itab (1) and data (2), trace (3).
+SEC("uprobe")
+int inject_traceparent(struct pt_regs *ctx)
+{
+	stat_inc(STAT_ENTRY);
+	u64 header = read_u64(go_arg(ctx, 0), off_tw_header);
+	if (header == 0)
+		return 0;
+	struct pending *p = bpf_map_lookup_elem(&pending, &header);
+	if (!p) // a response being written, or a request uranus does not trace
+		return 0;
+	struct header_refs refs = {};
+	scan_header(header, 1 << HDR_TRACEPARENT, &refs);
+	if (refs.ptr[HDR_TRACEPARENT]) {
+		stat_inc(STAT_APP_TRACEPARENT);
+		return 0;
+	}
+	// The writer is the connection's *bufio.Writer: {err error, buf []byte,
+	// n int, wr io.Writer}. Write only into buf[n:len(buf)] of a writer in
+	// a sane state, then advance n, as Write would.
+	u64 bw = go_arg(ctx, 2);
+	struct {
+		u64 ptr;
+		s64 len, cap;
+	} buf;
+	s64 n;
+	if (read_u64(bw, off_bufio_err) != 0 ||
+	    bpf_probe_read_user(&buf, sizeof(buf), (void *)(bw + off_bufio_buf)) ||
+	    bpf_probe_read_user(&n, sizeof(n), (void *)(bw + off_bufio_n)) ||
+	    buf.ptr == 0 || buf.len <= 0 || buf.len > buf.cap || n < 0 || n > buf.len) {
+		stat_inc(STAT_READ_ERROR);
+		return 0;
+	}
+	if (buf.len - n < TRACEPARENT_HEADER_LEN) {
+		stat_inc(STAT_NO_ROOM);
+		return 0;
+	}
+	u8 line[TRACEPARENT_HEADER_LEN];
+	format_traceparent_header(line, p->sc.trace_id, p->sc.span_id, p->sc.flags);
+	if (bpf_probe_write_user((void *)(buf.ptr + n), line, sizeof(line)))
+		return 0;
+	n += TRACEPARENT_HEADER_LEN;
+	if (bpf_probe_write_user((void *)(bw + off_bufio_n), &n, sizeof(n)))
+		return 0;
+	p->injected = 1;
+	stat_inc(STAT_INJECTED);
+	return 0;
+}

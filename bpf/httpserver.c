@@ -1,0 +1,169 @@
+//go:build ignore
+
+// net/http server: one span per request handled by serverHandler.ServeHTTP,
+//
+//   func (sh serverHandler) ServeHTTP(rw ResponseWriter, req *Request)
+//
+// whose argument words are sh.srv (0), rw's itab (1) and data (2), req (3).
+// Two probe hits per request: entry records the request, reads its headers
+// (an incoming traceparent makes the span a child of the caller's) and
+// starts the span; each RET reads the request (ServeMux fills
+// Request.Pattern during the call) and the status, and emits the event.
+#include "uranus.h"
+#include "go_header.h"
+#include "tracecontext.h"
+
+volatile const u64 off_req_method;
+volatile const u64 off_req_url;
+volatile const u64 off_req_host;
+volatile const u64 off_req_remote_addr;
+volatile const u64 off_req_proto_major;
+volatile const u64 off_req_proto_minor;
+volatile const u64 off_req_tls;
+volatile const u64 off_req_header;
+volatile const u64 off_req_pattern;   // Go >= 1.23
+volatile const u64 off_req_pat;       // Go 1.22: *pattern
+volatile const u64 off_pattern_str;
+volatile const u64 off_url_path;
+volatile const u64 off_resp_req;      // HTTP/1: *response
+volatile const u64 off_resp_status;
+volatile const u64 off_h2rw_rws;      // HTTP/2: *http2responseWriter
+volatile const u64 off_h2rws_req;
+volatile const u64 off_h2rws_status;
+volatile const u64 off_cs_version;    // crypto/tls.ConnectionState
+volatile const u64 off_cs_cipher;
+
+struct event {
+	struct event_header h;
+	u64 status;            // 0: the handler wrote nothing yet (net/http then sends 200)
+	u64 proto_major;
+	u64 proto_minor;
+	u32 method_len;
+	u32 path_len;
+	u32 host_len;
+	u32 remote_len;
+	u32 pattern_len;
+	u32 user_agent_len;
+	u32 tracestate_len;
+	u8 tls;
+	u8 _pad;
+	u16 tls_version;       // Request.TLS.Version, CipherSuite
+	u16 tls_cipher;
+	u8 _pad2[2];
+	u8 method[16];
+	u8 path[256];
+	u8 host[128];
+	u8 remote_addr[64];
+	u8 pattern[128];
+	u8 user_agent[128];
+	u8 tracestate[256];
+};
+EXPORT_TYPE(event);
+
+struct call {
+	struct event_header h;
+	u64 req;
+	u64 rw;
+	struct go_str user_agent; // header values found at entry
+	struct go_str tracestate;
+	struct span_ctx prev;
+	u8 had_prev;
+	u8 _pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 10240);
+	__type(key, u64); // goid
+	__type(value, struct call);
+} calls SEC(".maps");
+
+SEC("uprobe")
+int server_entry(struct pt_regs *ctx)
+{
+	stat_inc(STAT_ENTRY);
+	u64 goid = go_goid(ctx);
+	if (goid == 0) {
+		stat_inc(STAT_READ_ERROR);
+		return 0;
+	}
+	u64 req = go_arg(ctx, 3);
+	// A function entered with too little stack calls morestack, which
+	// restarts it from the top: the entry probe fires twice for one call.
+	struct call *prior = bpf_map_lookup_elem(&calls, &goid);
+	if (prior && prior->req == req)
+		return 0;
+
+	struct call c = {};
+	c.req = req;
+	c.rw = go_arg(ctx, 2);
+	struct header_refs hdr = {};
+	scan_header(read_u64(req, off_req_header), (1 << HDR_TRACEPARENT) | (1 << HDR_TRACESTATE) | (1 << HDR_USER_AGENT), &hdr);
+	struct span_ctx remote = {};
+	int extracted = parse_traceparent(hdr.ptr[HDR_TRACEPARENT], hdr.len[HDR_TRACEPARENT], &remote) == 0;
+	if (extracted) {
+		c.tracestate.ptr = hdr.ptr[HDR_TRACESTATE];
+		c.tracestate.len = hdr.len[HDR_TRACESTATE];
+	}
+	c.user_agent.ptr = hdr.ptr[HDR_USER_AGENT];
+	c.user_agent.len = hdr.len[HDR_USER_AGENT];
+	span_begin(&c.h, goid, extracted ? &remote : 0, 1, &c.prev, &c.had_prev);
+	if (bpf_map_update_elem(&calls, &goid, &c, BPF_ANY))
+		stat_inc(STAT_INFLIGHT_FULL);
+	return 0;
+}
+
+static __always_inline u64 response_status(u64 rw, u64 req)
+{
+	if (read_u64(rw, off_resp_req) == req)
+		return read_u64(rw, off_resp_status);
+	u64 rws = read_u64(rw, off_h2rw_rws);
+	if (rws && read_u64(rws, off_h2rws_req) == req)
+		return read_u64(rws, off_h2rws_status);
+	return 0;
+}
+
+SEC("uprobe")
+int server_return(struct pt_regs *ctx)
+{
+	stat_inc(STAT_RETURN);
+	u64 goid = go_goid(ctx);
+	struct call *c = bpf_map_lookup_elem(&calls, &goid);
+	if (!c) {
+		stat_inc(STAT_NO_ENTRY);
+		return 0;
+	}
+
+	if (!span_sampled(&c->h))
+		goto done;
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		stat_inc(STAT_RINGBUF_FULL);
+		goto done;
+	}
+	u64 req = c->req;
+	e->h = c->h;
+	e->h.end_ns = bpf_ktime_get_ns();
+	e->status = response_status(c->rw, req);
+	e->proto_major = read_u64(req, off_req_proto_major);
+	e->proto_minor = read_u64(req, off_req_proto_minor);
+	u64 tls = read_u64(req, off_req_tls);
+	e->tls = tls != 0;
+	e->tls_version = tls ? read_u64(tls, off_cs_version) : 0;
+	e->tls_cipher = tls ? read_u64(tls, off_cs_cipher) : 0;
+	e->method_len = read_go_string(e->method, req, off_req_method);
+	e->path_len = read_go_string(e->path, read_u64(req, off_req_url), off_url_path);
+	e->host_len = read_go_string(e->host, req, off_req_host);
+	e->remote_len = read_go_string(e->remote_addr, req, off_req_remote_addr);
+	if (off_req_pattern != OFFSET_ABSENT)
+		e->pattern_len = read_go_string(e->pattern, req, off_req_pattern);
+	else
+		e->pattern_len = read_go_string(e->pattern, read_u64(req, off_req_pat), off_pattern_str);
+	e->user_agent_len = copy_go_string(e->user_agent, c->user_agent);
+	e->tracestate_len = copy_go_string(e->tracestate, c->tracestate);
+	submit_event(e);
+done:
+	span_end(goid, &c->prev, c->had_prev);
+	bpf_map_delete_elem(&calls, &goid);
+	return 0;
+}
