@@ -1,0 +1,338 @@
+// Package attach is uranus's core: for one target process it resolves what
+// each instrumentor declared (functions, RET sites, struct offsets), loads the
+// instrumentor's BPF program with those values as constants, attaches it at
+// function entry and at every RET instruction, and turns the ring-buffer
+// records that come back into spans.
+package attach
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/uranus-otel/uranus/bpf"
+	"github.com/uranus-otel/uranus/instrumentors"
+	"github.com/uranus-otel/uranus/offsets"
+	"github.com/uranus-otel/uranus/otel"
+)
+
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target amd64 -output-dir ../bpf -go-package bpf -type event_header -type span_ctx Core ../bpf/core.c -- -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror
+type eventHeader = bpf.CoreEventHeader
+
+// Options configure an Attacher.
+type Options struct {
+	Instrumentors []*instrumentors.Instrumentor
+	Table         *offsets.Table
+	Pipeline      *otel.Pipeline
+	Logger        *slog.Logger
+	// RingBufferBytes sizes the ring buffer shared by every probe (a power
+	// of two, default 4 MiB: about 3,000 server events, a few hundred ms at
+	// the highest request rates a probed server reaches).
+	RingBufferBytes int
+	// Features switch optional probes on (see instrumentors.Probe.Requires).
+	Features map[string]bool
+	// Constants are given to every BPF program that declares them, e.g. the
+	// sampler's (sampler_bound, sampler_parent_based).
+	Constants map[string]uint64
+	// Records, when set, sees every record before it becomes a span, and
+	// takes it by returning true (uranus tls-dump prints the TLS tap's).
+	// record is reused once Records returns.
+	Records func(t *Target, inst *instrumentors.Instrumentor, record []byte) bool
+}
+
+// Attacher attaches instrumentors to target processes and reads their events.
+type Attacher struct {
+	opts   Options
+	log    *slog.Logger
+	events *ebpf.Map
+	reader *ringbuf.Reader
+	clock  *clock
+
+	nextSource atomic.Uint32
+	sources    sync.Map // uint32 → *source
+
+	mu      sync.Mutex
+	targets map[*Target]bool
+	retired Counters // counters of targets already detached
+	// retiredEventsDropped counts span events dropped by detached targets.
+	retiredEventsDropped uint64
+
+	unknownSource atomic.Uint64 // records whose source is gone
+	badRecords    atomic.Uint64 // records an instrumentor could not decode
+	lastBad       atomic.Value  // string
+}
+
+// source is one instrumentor loaded for one target: the origin of a record.
+type source struct {
+	target *Target
+	inst   *instrumentors.Instrumentor
+	state  any // the plan's State, for Convert
+}
+
+// TypeName and State make a source the instrumentors.Target its records'
+// Convert sees.
+func (s *source) TypeName(addr uint64) string { return s.target.TypeName(addr) }
+func (s *source) State() any                  { return s.state }
+
+// New prepares the shared ring buffer. It fails, with the reason and the
+// fix, when this process may not load BPF programs.
+func New(opts Options) (*Attacher, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.RingBufferBytes == 0 {
+		opts.RingBufferBytes = 4 << 20
+	}
+	if opts.RingBufferBytes&(opts.RingBufferBytes-1) != 0 || opts.RingBufferBytes < os.Getpagesize() {
+		return nil, fmt.Errorf("ring buffer size %d: must be a power of two of at least one page", opts.RingBufferBytes)
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		if !hasCap(capSysAdmin) {
+			// Whether the limit applies at all is found by creating a map:
+			// without the right to, the library asks for CAP_SYS_RESOURCE,
+			// which would not help.
+			return nil, fmt.Errorf("creating BPF maps: %v (%s)", err, privilegeAdvice())
+		}
+		return nil, fmt.Errorf("raising the locked-memory limit for BPF maps: %w (run as root, or grant CAP_SYS_RESOURCE)", err)
+	}
+	if err := checkTracefs(); err != nil {
+		opts.Logger.Debug("tracefs check", "err", err)
+	}
+	// CO-RE relocations need the kernel's BTF, which takes ~0.1 s to parse:
+	// do it now rather than inside the first target's attach.
+	go btf.LoadKernelSpec()
+	events, err := ebpf.NewMap(&ebpf.MapSpec{
+		Name:       "events",
+		Type:       ebpf.RingBuf,
+		MaxEntries: uint32(opts.RingBufferBytes),
+	})
+	if err != nil {
+		return nil, permissionHint("creating the BPF ring buffer", err)
+	}
+	reader, err := ringbuf.NewReader(events)
+	if err != nil {
+		events.Close()
+		return nil, fmt.Errorf("opening the ring buffer reader: %w", err)
+	}
+	a := &Attacher{
+		opts:    opts,
+		log:     opts.Logger,
+		events:  events,
+		reader:  reader,
+		clock:   newClock(),
+		targets: map[*Target]bool{},
+	}
+	return a, nil
+}
+
+// permissionHint turns EPERM or EACCES from bpf() or perf_event_open()
+// into an error naming the missing capability.
+func permissionHint(doing string, err error) error {
+	if errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("%s: %w (%s)", doing, err, privilegeAdvice())
+	}
+	return fmt.Errorf("%s: %w", doing, err)
+}
+
+// Run reads events until ctx is done or the Attacher is closed, handing each
+// span to its target's pipeline.
+//
+// The BPF programs do not wake the reader for each record (that costs the
+// target ~15 us a request), so the reader polls every pollInterval, and is
+// woken early only when the ring is filling up. When ctx is done it reads
+// what is left, then returns.
+func (a *Attacher) Run(ctx context.Context) error {
+	go a.clock.run(ctx)
+	var rec ringbuf.Record
+	hdrSize := int(unsafe.Sizeof(eventHeader{}))
+	stopping := false
+	for {
+		if stopping {
+			a.reader.SetDeadline(time.Unix(1, 0)) // drain without waiting
+		} else {
+			a.reader.SetDeadline(time.Now().Add(pollInterval))
+		}
+		if err := a.reader.ReadInto(&rec); err != nil {
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				if stopping {
+					return nil
+				}
+				stopping = ctx.Err() != nil
+				continue
+			case errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed):
+				return nil
+			}
+			return fmt.Errorf("reading the ring buffer: %w", err)
+		}
+		if len(rec.RawSample) < hdrSize {
+			a.noteBad(fmt.Sprintf("record of %d bytes is shorter than the header", len(rec.RawSample)))
+			continue
+		}
+		h := (*eventHeader)(unsafe.Pointer(&rec.RawSample[0]))
+		v, ok := a.sources.Load(h.Source)
+		if !ok {
+			a.unknownSource.Add(1)
+			continue
+		}
+		src := v.(*source)
+		if a.opts.Records != nil && a.opts.Records(src.target, src.inst, rec.RawSample) {
+			continue
+		}
+		span := otel.Span{
+			TraceID: trace.TraceID(h.TraceId),
+			SpanID:  trace.SpanID(h.SpanId),
+			Parent:  trace.SpanID(h.ParentSpanId),
+			Sampled: h.Flags&flagSampled != 0,
+			Start:   a.clock.wall(h.StartNs),
+			End:     a.clock.wall(h.EndNs),
+		}
+		span.RemoteParent = h.Flags&flagRemoteParent != 0
+		if src.inst.Convert == nil {
+			a.noteBad(fmt.Sprintf("%s: emits records but declares no Convert", src.inst.ID))
+			continue
+		}
+		if err := src.inst.Convert(rec.RawSample, &span, src); err != nil {
+			a.noteBad(fmt.Sprintf("%s: %v", src.inst.ID, err))
+			continue
+		}
+		src.target.emit(&span)
+	}
+}
+
+// pollInterval bounds how long a record waits in the ring buffer.
+const pollInterval = 10 * time.Millisecond
+
+// Mirrors SPAN_FLAG_* in bpf/uranus.h.
+const (
+	flagSampled      = 0x01
+	flagRemoteParent = 0x02
+)
+
+func (a *Attacher) noteBad(msg string) {
+	a.badRecords.Add(1)
+	a.lastBad.Store(msg)
+}
+
+// Close detaches every target and releases the ring buffer.
+func (a *Attacher) Close() error {
+	a.mu.Lock()
+	var targets []*Target
+	for t := range a.targets {
+		targets = append(targets, t)
+	}
+	a.mu.Unlock()
+	for _, t := range targets {
+		t.Detach(context.Background())
+	}
+	a.reader.Close()
+	return a.events.Close()
+}
+
+func (a *Attacher) addSource(t *Target, plan *Plan) uint32 {
+	id := a.nextSource.Add(1)
+	a.sources.Store(id, &source{target: t, inst: plan.Inst, state: plan.State})
+	return id
+}
+
+// Stats are the counters of the whole pipeline.
+type Stats struct {
+	Targets       int
+	ProbeSites    int      // uprobes attached now: function entries and RET sites
+	Probes        Counters // summed over every program loaded since start
+	UnknownSource uint64   // records that arrived after their target was detached
+	BadRecords    uint64   // records an instrumentor could not decode
+	LastBad       string
+	// EventsDropped are span events (TLS plaintext, byte counts) whose span
+	// never ended in time, or that exceeded the per-span cap.
+	EventsDropped uint64
+}
+
+// Stats sums the counters of every attached target.
+func (a *Attacher) Stats() Stats {
+	s := Stats{UnknownSource: a.unknownSource.Load(), BadRecords: a.badRecords.Load()}
+	if v, ok := a.lastBad.Load().(string); ok {
+		s.LastBad = v
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s.Probes = a.retired
+	s.EventsDropped = a.retiredEventsDropped
+	for t := range a.targets {
+		s.Targets++
+		s.EventsDropped += t.events.droppedCount()
+		for _, l := range t.loaded {
+			s.Probes.add(l.counters())
+			s.ProbeSites += l.sites
+		}
+	}
+	return s
+}
+
+func checkTracefs() error {
+	if _, err := os.Stat("/sys/kernel/tracing/uprobe_events"); err == nil {
+		return nil
+	}
+	if _, err := os.Stat("/sys/kernel/debug/tracing/uprobe_events"); err == nil {
+		return nil
+	}
+	return errors.New("tracefs is not mounted (uranus prefers perf-event uprobes and does not need it; " +
+		"if attaching fails, mount it: mount -t tracefs tracefs /sys/kernel/tracing)")
+}
+
+// clock converts the kernel's CLOCK_MONOTONIC timestamps to wall-clock time.
+// The offset between the two clocks moves when NTP steps the wall clock, so
+// it is measured again every second.
+type clock struct {
+	offset atomic.Int64 // realtime - monotonic, ns
+}
+
+func newClock() *clock {
+	c := &clock{}
+	c.measure()
+	return c
+}
+
+func (c *clock) run(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.measure()
+		}
+	}
+}
+
+func (c *clock) measure() {
+	// Bracket a realtime reading between two monotonic ones and keep the
+	// tightest of a few tries, so a preemption between reads does not skew it.
+	best, bestGap := int64(0), int64(-1)
+	for i := 0; i < 5; i++ {
+		m1 := monotonicNow()
+		r := time.Now().UnixNano()
+		m2 := monotonicNow()
+		if gap := m2 - m1; bestGap < 0 || gap < bestGap {
+			best, bestGap = r-(m1+gap/2), gap
+		}
+	}
+	c.offset.Store(best)
+}
+
+func (c *clock) wall(mono uint64) time.Time {
+	return time.Unix(0, int64(mono)+c.offset.Load())
+}

@@ -1,0 +1,170 @@
+package attach
+
+import (
+	"debug/dwarf"
+	"errors"
+	"fmt"
+	"sort"
+
+	version "github.com/hashicorp/go-version"
+
+	"github.com/uranus-otel/uranus/binary"
+	"github.com/uranus-otel/uranus/instrumentors"
+	"github.com/uranus-otel/uranus/offsets"
+)
+
+// MinGoVersion is the oldest Go release uranus instruments.
+var MinGoVersion = version.Must(version.NewVersion("1.13"))
+
+// Plan is what attaching one instrumentor to one binary takes: the functions
+// and RET sites to probe and the constants to load, or why it cannot attach.
+type Plan struct {
+	Inst        *instrumentors.Instrumentor
+	Skip        string // why it will not attach; empty when it will
+	Probes      []PlannedProbe
+	Consts      map[string]uint64 // BPF constant → member offset (OffsetAbsent when absent)
+	OffsetsFrom string            // "offsets table" or "target DWARF"
+	MapEntries  map[string][]instrumentors.MapEntry
+	State       any // from the instrumentor's Dynamic, for Convert
+}
+
+// PlannedProbe is a declared probe resolved in the binary.
+type PlannedProbe struct {
+	instrumentors.Probe
+	Func *binary.Func // nil for a missing optional probe
+}
+
+// OffsetAbsent is what a BPF program receives for a member its target's Go
+// version lacks (OFFSET_ABSENT in bpf/uranus.h).
+const OffsetAbsent = ^uint64(0)
+
+// CheckBinary rejects binaries that none of list can instrument, naming
+// why: another architecture, a Go older than MinGoVersion, or a program
+// that is not Go when no instrumentor in list attaches to those.
+func CheckBinary(bin *binary.File, list []*instrumentors.Instrumentor) error {
+	if bin.Arch != "amd64" {
+		return fmt.Errorf("%s is built for %s; uranus attaches to amd64 programs", bin.Path, bin.Arch)
+	}
+	if bin.Version == nil {
+		for _, in := range list {
+			if in.NonGo {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s is not a Go program (it has no Go build information); "+
+			"uranus instruments Go programs (C functions can be traced with --func)", bin.Path)
+	}
+	if bin.Version.LessThan(MinGoVersion) {
+		return fmt.Errorf("%s was built with %s, older than Go %s, the oldest uranus supports", bin.Path, bin.GoVersion, MinGoVersion)
+	}
+	return nil
+}
+
+// MakePlans resolves every instrumentor in list against bin. Instrumentors
+// that cannot attach get a Skip reason; the error is for the whole binary.
+func MakePlans(bin *binary.File, list []*instrumentors.Instrumentor, table *offsets.Table) ([]Plan, error) {
+	if err := CheckBinary(bin, list); err != nil {
+		return nil, err
+	}
+	var offs map[offsets.Field]offsets.Offset
+	from, offErr := "", errors.New("not a Go program: no struct offsets")
+	if bin.IsGo() {
+		offs, from, offErr = resolveOffsets(bin, table, instrumentors.Fields(list))
+	}
+	plans := make([]Plan, 0, len(list))
+	for _, inst := range list {
+		p := Plan{Inst: inst, Consts: map[string]uint64{}, OffsetsFrom: from}
+		if !bin.IsGo() && !inst.NonGo {
+			p.Skip = "not a Go program"
+		} else {
+			p.Skip = planOne(&p, bin, offs, offErr)
+		}
+		plans = append(plans, p)
+	}
+	return plans, nil
+}
+
+func planOne(p *Plan, bin *binary.File, offs map[offsets.Field]offsets.Offset, offErr error) string {
+	inst := p.Inst
+	probes := inst.Probes
+	if inst.Dynamic != nil {
+		d, err := inst.Dynamic(bin)
+		if err != nil {
+			return err.Error()
+		}
+		probes = append(append([]instrumentors.Probe(nil), probes...), d.Probes...)
+		for k, v := range d.Consts {
+			p.Consts[k] = v
+		}
+		p.MapEntries, p.State = d.MapEntries, d.State
+	}
+	if inst.GoVersions != "" && bin.IsGo() {
+		c, err := version.NewConstraint(inst.GoVersions)
+		if err != nil {
+			return fmt.Sprintf("bad Go version constraint %q: %v", inst.GoVersions, err)
+		}
+		if !c.Check(bin.Version) {
+			return fmt.Sprintf("needs Go %s, target is %s", inst.GoVersions, bin.GoVersion)
+		}
+	}
+	for _, pr := range probes {
+		if pr.Uretprobe && bin.IsGo() {
+			return fmt.Sprintf("%s: a uretprobe on Go code would crash the target when its stack grows", pr.Symbol)
+		}
+		fn, err := bin.Func(pr.Symbol)
+		if err != nil {
+			if pr.Optional && errors.Is(err, binary.ErrNoSymbol) {
+				p.Probes = append(p.Probes, PlannedProbe{Probe: pr})
+				continue
+			}
+			return err.Error()
+		}
+		if pr.Return != "" && !pr.Uretprobe && len(fn.RetOffsets) == 0 {
+			return fmt.Sprintf("%s has no RET instruction to probe its return", pr.Symbol)
+		}
+		p.Probes = append(p.Probes, PlannedProbe{Probe: pr, Func: fn})
+	}
+	if len(inst.Consts) > 0 && offErr != nil {
+		return offErr.Error()
+	}
+	var missing []string
+	for _, c := range inst.Consts {
+		o, ok := offs[c.Field]
+		switch {
+		case ok && o.Present:
+			p.Consts[c.Name] = o.Value
+		case c.Optional:
+			p.Consts[c.Name] = OffsetAbsent
+		default:
+			missing = append(missing, c.Field.String())
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return fmt.Sprintf("%s has no %v", bin.GoVersion, missing)
+	}
+	for _, v := range inst.Values {
+		if _, done := p.Consts[v.Name]; done {
+			continue
+		}
+		c, err := version.NewConstraint(v.GoVersions)
+		if err != nil {
+			return fmt.Sprintf("bad Go version constraint %q for %s: %v", v.GoVersions, v.Name, err)
+		}
+		if bin.IsGo() && c.Check(bin.Version) {
+			p.Consts[v.Name] = v.Value
+		}
+	}
+	return ""
+}
+
+// resolveOffsets reads the offsets of fields for bin's Go version.
+func resolveOffsets(bin *binary.File, table *offsets.Table, fields []offsets.Field) (map[offsets.Field]offsets.Offset, string, error) {
+	loadDWARF := func() (*dwarf.Data, error) {
+		if !bin.HasDWARF {
+			return nil, errors.New("no DWARF sections")
+		}
+		return bin.DWARF()
+	}
+	return offsets.Resolve(table, bin.Version, loadDWARF, bin.Settings["GOEXPERIMENT"] != "", fields)
+}

@@ -1,0 +1,165 @@
+// Package instrumentors defines what an instrumentor declares. Each
+// instrumented library has its own sub-package holding one Instrumentor value:
+// the functions to probe, the struct members its BPF program reads, the
+// program itself, and a function that turns one event into a span. The shared
+// core (package attach) resolves offsets, finds RET sites, loads and attaches;
+// an instrumentor never does that itself.
+package instrumentors
+
+import (
+	"strings"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/uranus-otel/uranus/binary"
+	"github.com/uranus-otel/uranus/offsets"
+	"github.com/uranus-otel/uranus/otel"
+)
+
+// Instrumentor is the declaration of one instrumented library.
+type Instrumentor struct {
+	// ID is the short name used on the command line and in logs ("http-server").
+	ID string
+	// Doc is one line for --help and inspect.
+	Doc string
+	// GoVersions is a hashicorp/go-version constraint on the target's Go
+	// version; empty means every version uranus supports.
+	GoVersions string
+	// Spec loads the BPF collection (a bpf2go Load function).
+	Spec func() (*ebpf.CollectionSpec, error)
+	// Probes are the functions to attach to.
+	Probes []Probe
+	// Consts are the struct-member offsets the BPF program needs, by the name
+	// of the volatile const that receives each.
+	Consts []Const
+	// Values are constants that depend on the Go version rather than on a
+	// struct layout (where a result lives, which algorithm a release uses).
+	Values []Value
+	// Convert fills span from one ring-buffer record (header included; the
+	// core has already filled identity and timing from the header). Nil for
+	// an instrumentor whose programs only keep state for others.
+	Convert func(record []byte, span *otel.Span, t Target) error
+	// Stats names the instrumentor-specific counters STAT_EXTRA to
+	// STAT_EXTRA4, when it uses them.
+	Stats [4]string
+	// OffByDefault instrumentors run only when named with --instrument.
+	OffByDefault bool
+	// Dynamic, when set, plans more probes for one binary at attach time:
+	// functions the user names. Its result joins Probes and Consts.
+	Dynamic func(bin *binary.File) (*Dynamic, error)
+	// NonGo instrumentors also attach to programs that are not Go (C, C++);
+	// the others skip them.
+	NonGo bool
+}
+
+// Dynamic is what an instrumentor decided for one binary.
+type Dynamic struct {
+	Probes []Probe
+	Consts map[string]uint64
+	// MapEntries are written into the loaded collection's maps, by map
+	// name, before any probe is attached (per-function settings, say).
+	MapEntries map[string][]MapEntry
+	// State reaches Convert, for this target's records, as Target.State().
+	State any
+}
+
+// MapEntry is one key and value for a BPF map; both are written as
+// cilium/ebpf marshals them (fixed-size structs, integers, byte arrays).
+type MapEntry struct {
+	Key, Value any
+}
+
+// Probe is one function: its entry, every RET instruction, or both.
+type Probe struct {
+	Symbol string // as the symbol table spells it: "net/http.serverHandler.ServeHTTP"
+	Entry  string // program to attach at the first instruction; "" for none
+	Return string // program to attach at every RET instruction; "" for none
+	// Optional probes may be missing from a binary (the linker dropped an
+	// unused function) without failing the instrumentor.
+	Optional bool
+	// Requires names a feature (e.g. "inject") the probe serves; when the
+	// feature is off the probe is not attached and its programs are not
+	// even loaded. The program sees the feature as the constant
+	// feature_<name>.
+	Requires string
+	// Cookie is what bpf_get_attach_cookie returns in the programs attached
+	// for this probe: which of several functions sharing a program fired.
+	Cookie uint64
+	// Uretprobe attaches Return as a uretprobe instead of at each RET: only
+	// for code that is not Go, where it is safe and sees every return path
+	// (Go's moving stacks break uretprobes; they are refused on Go code).
+	Uretprobe bool
+}
+
+// Value is a constant chosen by the target's Go version.
+type Value struct {
+	Name       string // volatile const in the C program
+	GoVersions string // hashicorp/go-version constraint; the first match wins
+	Value      uint64
+}
+
+// Target is what Convert may ask about the process a record came from.
+type Target interface {
+	// TypeName names the Go type whose descriptor is at addr, as %T prints
+	// it ("*net.OpError"); "" when it cannot be told.
+	TypeName(addr uint64) string
+	// State is what the instrumentor's Dynamic returned for this process.
+	State() any
+}
+
+// Const binds a BPF constant to the offset of a struct member.
+type Const struct {
+	Name  string // volatile const in the C program, e.g. "off_req_method"
+	Field offsets.Field
+	// Optional members may be absent in some Go versions; the program then
+	// receives OFFSET_ABSENT and must cope. A missing required member stops
+	// the instrumentor for that target.
+	Optional bool
+}
+
+// HeaderConsts are the members bpf/go_header.h reads to find keys in a
+// net/http.Header, for the instrumentors that include it. Each map
+// implementation's members are absent in the other's Go versions.
+var HeaderConsts = []Const{
+	{Name: "off_hmap_b", Field: offsets.Field{Struct: "runtime.hmap", Member: "B"}, Optional: true},
+	{Name: "off_hmap_buckets", Field: offsets.Field{Struct: "runtime.hmap", Member: "buckets"}, Optional: true},
+	{Name: "off_hmap_oldbuckets", Field: offsets.Field{Struct: "runtime.hmap", Member: "oldbuckets"}, Optional: true},
+	{Name: "off_swiss_dirptr", Field: offsets.Field{Struct: "internal/runtime/maps.Map", Member: "dirPtr"}, Optional: true},
+	{Name: "off_swiss_dirlen", Field: offsets.Field{Struct: "internal/runtime/maps.Map", Member: "dirLen"}, Optional: true},
+	{Name: "off_table_groups", Field: offsets.Field{Struct: "internal/runtime/maps.table", Member: "groups"}, Optional: true},
+	{Name: "off_groups_data", Field: offsets.Field{Struct: "internal/runtime/maps.groupsReference", Member: "data"}, Optional: true},
+	{Name: "off_groups_mask", Field: offsets.Field{Struct: "internal/runtime/maps.groupsReference", Member: "lengthMask"}, Optional: true},
+}
+
+// Fields lists the struct members every instrumentor in list needs, without
+// duplicates, for the offsets generator and for reading a target's DWARF.
+func Fields(list []*Instrumentor) []offsets.Field {
+	seen := map[offsets.Field]bool{}
+	var out []offsets.Field
+	add := func(f offsets.Field) {
+		if !seen[f] {
+			seen[f] = true
+			out = append(out, f)
+		}
+	}
+	for _, f := range offsets.Runtime {
+		add(f)
+	}
+	for _, in := range list {
+		for _, c := range in.Consts {
+			add(c.Field)
+		}
+	}
+	return out
+}
+
+// CString returns the bytes a BPF program copied into buf for a Go value of
+// full length n: the value itself, or its first len(buf) bytes when longer.
+// Invalid UTF-8 (a request for /%ff, or a value cut inside a character)
+// becomes U+FFFD: OTLP rejects a whole batch over one invalid string.
+func CString(buf []byte, n uint32) string {
+	if int(n) < len(buf) {
+		buf = buf[:n]
+	}
+	return strings.ToValidUTF8(string(buf), "\uFFFD")
+}
