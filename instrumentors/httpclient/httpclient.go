@@ -1,0 +1,172 @@
+// Package httpclient instruments net/http clients: one CLIENT span per
+// request a Transport sends (two probe hits), a child of the span active in
+// the sending goroutine, and a W3C traceparent written into the outgoing
+// request (one more hit; the feature "inject") so the server it calls
+// continues the trace.
+package httpclient
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/uranus-otel/uranus/bpf"
+	"github.com/uranus-otel/uranus/instrumentors"
+	"github.com/uranus-otel/uranus/instrumentors/gotls"
+	"github.com/uranus-otel/uranus/offsets"
+	"github.com/uranus-otel/uranus/otel"
+)
+
+// KeepQueryValues leaves query values in url.full; by default each value is
+// replaced with REDACTED, since query strings often carry tokens.
+var KeepQueryValues = false
+
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target amd64 -output-dir ../../bpf -go-package bpf -type event HttpClient ../../bpf/httpclient.c -- -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror
+var Instrumentor = &instrumentors.Instrumentor{
+	ID:   "http-client",
+	Doc:  "net/http client: a CLIENT span per request, with traceparent injected",
+	Spec: bpf.LoadHttpClient,
+	Probes: []instrumentors.Probe{{
+		Symbol: "net/http.(*Transport).roundTrip",
+		Entry:  "client_entry",
+		Return: "client_return",
+	}, {
+		Symbol:   "net/http.(*transferWriter).writeHeader",
+		Entry:    "inject_traceparent",
+		Requires: "inject",
+	}},
+	Consts: append([]instrumentors.Const{
+		{Name: "off_req_method", Field: offsets.Field{Struct: "net/http.Request", Member: "Method"}},
+		{Name: "off_req_url", Field: offsets.Field{Struct: "net/http.Request", Member: "URL"}},
+		{Name: "off_req_header", Field: offsets.Field{Struct: "net/http.Request", Member: "Header"}},
+		{Name: "off_url_scheme", Field: offsets.Field{Struct: "net/url.URL", Member: "Scheme"}},
+		{Name: "off_url_user", Field: offsets.Field{Struct: "net/url.URL", Member: "User"}},
+		{Name: "off_url_host", Field: offsets.Field{Struct: "net/url.URL", Member: "Host"}},
+		{Name: "off_url_path", Field: offsets.Field{Struct: "net/url.URL", Member: "Path"}},
+		{Name: "off_url_rawquery", Field: offsets.Field{Struct: "net/url.URL", Member: "RawQuery"}},
+		{Name: "off_resp_status", Field: offsets.Field{Struct: "net/http.Response", Member: "StatusCode"}},
+		{Name: "off_resp_tls", Field: offsets.Field{Struct: "net/http.Response", Member: "TLS"}},
+		{Name: "off_cs_version", Field: offsets.Field{Struct: "crypto/tls.ConnectionState", Member: "Version"}},
+		{Name: "off_cs_cipher", Field: offsets.Field{Struct: "crypto/tls.ConnectionState", Member: "CipherSuite"}},
+		{Name: "off_tw_header", Field: offsets.Field{Struct: "net/http.transferWriter", Member: "Header"}},
+		{Name: "off_bufio_err", Field: offsets.Field{Struct: "bufio.Writer", Member: "err"}},
+		{Name: "off_bufio_buf", Field: offsets.Field{Struct: "bufio.Writer", Member: "buf"}},
+		{Name: "off_bufio_n", Field: offsets.Field{Struct: "bufio.Writer", Member: "n"}},
+	}, instrumentors.HeaderConsts...),
+	Convert: convert,
+	Stats:   [4]string{"traceparent injected", "app's own traceparent kept", "not injected: no room in the write buffer"},
+}
+
+type event = bpf.HttpClientEvent
+
+func convert(record []byte, s *otel.Span, t instrumentors.Target) error {
+	if len(record) < int(unsafe.Sizeof(event{})) {
+		return fmt.Errorf("http-client record of %d bytes, want %d", len(record), unsafe.Sizeof(event{}))
+	}
+	e := (*event)(unsafe.Pointer(&record[0]))
+	method := instrumentors.CString(e.Method[:], e.MethodLen)
+	scheme := instrumentors.CString(e.Scheme[:], e.SchemeLen)
+	host := instrumentors.CString(e.Host[:], e.HostLen)
+	path := instrumentors.CString(e.Path[:], e.PathLen)
+	query := instrumentors.CString(e.Query[:], e.QueryLen)
+
+	s.Kind = trace.SpanKindClient
+	s.Name = method
+	s.Attrs = append(s.Attrs,
+		semconv.HTTPRequestMethodKey.String(method),
+		semconv.URLFull(fullURL(scheme, host, path, query, e.Userinfo != 0, e.QueryLen > uint32(len(e.Query)))),
+	)
+	if h, port := hostPort(host, scheme); h != "" {
+		s.Attrs = append(s.Attrs, semconv.ServerAddress(h))
+		if port > 0 {
+			s.Attrs = append(s.Attrs, semconv.ServerPort(port))
+		}
+	}
+	if e.Status != 0 {
+		s.Attrs = append(s.Attrs, semconv.HTTPResponseStatusCode(int(e.Status)))
+	}
+	if scheme != "" {
+		s.Attrs = append(s.Attrs, semconv.URLScheme(scheme))
+	}
+	s.Attrs = append(s.Attrs, gotls.ConnAttrs(e.TlsVersion, e.TlsCipher)...)
+	if e.Injected != 0 {
+		s.Attrs = append(s.Attrs, attribute.Bool("uranus.traceparent.injected", true))
+	}
+	switch {
+	case e.ErrType != 0:
+		typ := t.TypeName(e.ErrType)
+		if typ == "" {
+			typ = "_OTHER"
+		}
+		s.Attrs = append(s.Attrs, semconv.ErrorTypeKey.String(typ))
+		s.Status, s.StatusMsg = codes.Error, typ
+	case e.Status >= 400:
+		// For a client, 4xx is a failure too.
+		s.Attrs = append(s.Attrs, semconv.ErrorTypeKey.String(strconv.Itoa(int(e.Status))))
+		s.Status = codes.Error
+	}
+	return nil
+}
+
+// fullURL rebuilds the request URL without credentials and, unless
+// KeepQueryValues is set, with every query value replaced by REDACTED.
+func fullURL(scheme, host, path, query string, userinfo, truncated bool) string {
+	var b strings.Builder
+	if scheme == "" {
+		scheme = "http"
+	}
+	b.WriteString(scheme + "://")
+	if userinfo {
+		b.WriteString("REDACTED:REDACTED@")
+	}
+	b.WriteString(host)
+	if path == "" {
+		path = "/"
+	}
+	b.WriteString(path)
+	if query == "" {
+		return b.String()
+	}
+	b.WriteByte('?')
+	if KeepQueryValues && !truncated {
+		b.WriteString(query)
+		return b.String()
+	}
+	for i, kv := range strings.Split(query, "&") {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		k, _, hasValue := strings.Cut(kv, "=")
+		b.WriteString(k)
+		if hasValue {
+			b.WriteString("=REDACTED")
+		}
+	}
+	return b.String()
+}
+
+func hostPort(hostport, scheme string) (string, int) {
+	if hostport == "" {
+		return "", 0
+	}
+	if h, p, err := net.SplitHostPort(hostport); err == nil {
+		port, _ := strconv.Atoi(p)
+		return h, port
+	}
+	u := url.URL{Scheme: scheme, Host: hostport}
+	switch scheme {
+	case "https":
+		return u.Hostname(), 443
+	case "http", "":
+		return u.Hostname(), 80
+	}
+	return u.Hostname(), 0
+}
