@@ -1,0 +1,196 @@
+// Package funcs traces functions the user names (uranus --func, --config):
+// one INTERNAL span per call, named after the function, with its arguments
+// (arg.NAME) read at entry and its results (result.NAME) at return, nested
+// under the span active in the calling goroutine (an HTTP request's, say)
+// and itself the parent of spans started deeper in the call.
+//
+// Go functions are read per Go's calling conventions (the register ABI from
+// Go 1.17, the stack ABI before); C and C++ functions of programs that are
+// not Go per System V AMD64. The signature comes from the user or from the
+// binary's DWARF; without either, a span records only timing.
+//
+// What the user names is planned per binary (Plan): each function that
+// cannot be traced — not found, inlined, a signature that disagrees with
+// DWARF — is reported by name and left out; the others are traced.
+package funcs
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"unsafe"
+
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/uranus-otel/uranus/binary"
+	"github.com/uranus-otel/uranus/bpf"
+	"github.com/uranus-otel/uranus/instrumentors"
+	"github.com/uranus-otel/uranus/otel"
+)
+
+// ID names the instrumentor in logs and counters.
+const ID = "func"
+
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target amd64 -output-dir ../../bpf -go-package bpf -type event -type func_spec -type fetch -type values Funcs ../../bpf/funcs.c -- -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror
+
+// New returns the instrumentor that traces specs in every target. log gets
+// one line per function that cannot be traced, or only in part.
+func New(specs []Spec, log *slog.Logger) *instrumentors.Instrumentor {
+	if log == nil {
+		log = slog.Default()
+	}
+	tr := &tracer{specs: specs, log: log}
+	return &instrumentors.Instrumentor{
+		ID:      ID,
+		Doc:     "functions named with --func or --config: a span per call, with arguments and results",
+		Spec:    bpf.LoadFuncs,
+		Dynamic: tr.plan,
+		Convert: convert,
+		NonGo:   true,
+		Stats: [4]string{
+			"calls not traced: 32 traced calls already in flight in the goroutine",
+			"calls whose return was never seen (a panic unwound them)",
+			"entries run again after the stack grew or the goroutine was preempted",
+		},
+	}
+}
+
+type tracer struct {
+	specs []Spec
+	log   *slog.Logger
+}
+
+// targetState is what Convert needs for one target: its functions, by the
+// index the BPF program reports (the probe's cookie).
+type targetState struct {
+	funcs []*Func
+}
+
+func (tr *tracer) plan(bin *binary.File) (*instrumentors.Dynamic, error) {
+	funcs, errs := Plan(bin, tr.specs)
+	var reasons []string
+	for _, err := range errs {
+		reasons = append(reasons, err.Error())
+		tr.log.Warn("function not traced: "+err.Error(), "exe", bin.Path)
+	}
+	for _, f := range funcs {
+		if f.Sig != "" {
+			tr.log.Info("tracing function", "exe", bin.Path, "func", f.Name, "signature", f.Sig, "from", f.SigFrom, "abi", f.Conv.Name)
+		}
+		for _, n := range f.Notes {
+			tr.log.Warn(f.Name+": "+n, "exe", bin.Path)
+		}
+	}
+	if len(funcs) == 0 {
+		return nil, fmt.Errorf("no function can be traced: %s", strings.Join(reasons, "; "))
+	}
+	d := &instrumentors.Dynamic{
+		Consts:     map[string]uint64{"is_go": uint64(boolByte(bin.IsGo()))},
+		MapEntries: map[string][]instrumentors.MapEntry{},
+		State:      &targetState{funcs: funcs},
+	}
+	for i, f := range funcs {
+		d.Probes = append(d.Probes, instrumentors.Probe{
+			Symbol:    f.Name,
+			Entry:     "func_entry",
+			Return:    "func_return",
+			Cookie:    uint64(i),
+			Uretprobe: !bin.IsGo(),
+		})
+		d.MapEntries["func_specs"] = append(d.MapEntries["func_specs"], instrumentors.MapEntry{Key: uint32(i), Value: f.spec})
+	}
+	return d, nil
+}
+
+type event = bpf.FuncsEvent
+
+func convert(record []byte, s *otel.Span, t instrumentors.Target) error {
+	if len(record) < int(unsafe.Sizeof(event{})) {
+		return fmt.Errorf("func record of %d bytes, want %d", len(record), unsafe.Sizeof(event{}))
+	}
+	e := (*event)(unsafe.Pointer(&record[0]))
+	st, _ := t.State().(*targetState)
+	if st == nil || int(e.Func) >= len(st.funcs) {
+		return fmt.Errorf("func record for function %d, which this target does not trace", e.Func)
+	}
+	f := st.funcs[e.Func]
+	s.Name = f.Name
+	s.Kind = trace.SpanKindInternal
+	s.Attrs = append(s.Attrs, semconv.CodeFunctionName(f.Name))
+	for _, v := range f.Values {
+		s.Attrs = v.attrs(&e.V, t, s.Attrs)
+	}
+	if len(f.Unreadable) > 0 {
+		s.Attrs = append(s.Attrs, attribute.StringSlice("uranus.not_recorded", f.Unreadable))
+	}
+	return nil
+}
+
+// attrs appends v's attribute for one call to out: nothing when it was not
+// read (a failed read, or a nil pointer on a field path).
+func (v *Value) attrs(vals *bpf.FuncsValues, t instrumentors.Target, out []attribute.KeyValue) []attribute.KeyValue {
+	bit := uint(v.Slot)
+	if v.Str {
+		bit += maxVals
+	}
+	if vals.Valid&(1<<bit) == 0 {
+		return out
+	}
+	isNil := vals.Nil&(1<<bit) != 0
+	key := attribute.Key(v.Key)
+	if v.Str {
+		if isNil {
+			return out
+		}
+		n := vals.StrLen[v.Slot]
+		buf := vals.Str[v.Slot][:]
+		if v.Type.Kind == KindCString {
+			if i := bytes.IndexByte(buf, 0); i >= 0 {
+				buf = buf[:i]
+			}
+		}
+		out = append(out, key.String(instrumentors.CString(buf, n)))
+		if v.Type.Kind != KindCString && n > strLen {
+			out = append(out, attribute.Int(v.Key+".length", int(n)))
+		}
+		return out
+	}
+	raw := vals.Vals[v.Slot]
+	if isNil && v.Type.Kind != KindInterface {
+		return out
+	}
+	switch v.Type.Kind {
+	case KindInt:
+		shift := 64 - 8*uint(v.Type.Size)
+		return append(out, key.Int64(int64(raw<<shift)>>shift))
+	case KindUint:
+		if v.Type.Size < 8 {
+			raw &= 1<<(8*uint(v.Type.Size)) - 1
+		}
+		if raw > math.MaxInt64 {
+			// OTel has no unsigned 64-bit attribute.
+			return append(out, key.String(fmt.Sprint(raw)))
+		}
+		return append(out, key.Int64(int64(raw)))
+	case KindBool:
+		return append(out, key.Bool(raw&0xff != 0))
+	case KindFloat:
+		if v.Type.Size == 4 {
+			return append(out, key.Float64(float64(math.Float32frombits(uint32(raw)))))
+		}
+		return append(out, key.Float64(math.Float64frombits(raw)))
+	case KindInterface:
+		if isNil || raw == 0 {
+			return append(out, key.String("nil"))
+		}
+		if name := t.TypeName(raw); name != "" {
+			return append(out, key.String(name))
+		}
+		return append(out, key.String(fmt.Sprintf("%#x", raw)))
+	}
+	return append(out, key.String(fmt.Sprintf("%#x", raw)))
+}
