@@ -1,0 +1,410 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/uranus-otel/uranus/internal/e2e"
+	"github.com/uranus-otel/uranus/internal/testapp"
+)
+
+var uranusBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "uranus-bin-")
+	if err != nil {
+		panic(err)
+	}
+	uranusBin = filepath.Join(dir, "uranus")
+	out, err := exec.Command("go", "build", "-o", uranusBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building uranus: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// collector is a real OTLP receiver (HTTP/protobuf and gRPC) that keeps
+// every span it is sent, with its resource.
+type collector struct {
+	coltracepb.UnimplementedTraceServiceServer
+	mu    sync.Mutex
+	spans []receivedSpan
+}
+
+type receivedSpan struct {
+	resource map[string]string
+	span     *tracepb.Span
+}
+
+func (c *collector) add(req *coltracepb.ExportTraceServiceRequest) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, rs := range req.ResourceSpans {
+		res := map[string]string{}
+		for _, kv := range rs.Resource.GetAttributes() {
+			res[kv.Key] = anyValue(kv.Value)
+		}
+		for _, ss := range rs.ScopeSpans {
+			for _, s := range ss.Spans {
+				c.spans = append(c.spans, receivedSpan{res, s})
+			}
+		}
+	}
+}
+
+func (c *collector) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	c.add(req)
+	return &coltracepb.ExportTraceServiceResponse{}, nil
+}
+
+func (c *collector) got() []receivedSpan {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]receivedSpan(nil), c.spans...)
+}
+
+func anyValue(v *commonpb.AnyValue) string {
+	if _, ok := v.GetValue().(*commonpb.AnyValue_IntValue); ok {
+		return fmt.Sprint(v.GetIntValue())
+	}
+	return v.GetStringValue()
+}
+
+func spanAttr(s *tracepb.Span, key string) string {
+	for _, kv := range s.Attributes {
+		if kv.Key == key {
+			if sv := kv.Value.GetStringValue(); sv != "" {
+				return sv
+			}
+			return fmt.Sprint(kv.Value.GetIntValue())
+		}
+	}
+	return ""
+}
+
+// startHTTPCollector serves OTLP/HTTP on 127.0.0.1 and returns its endpoint.
+func startHTTPCollector(t *testing.T, c *collector) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/traces" {
+			http.NotFound(w, r)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		var req coltracepb.ExportTraceServiceRequest
+		if err := proto.Unmarshal(body, &req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		c.add(&req)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		b, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
+		w.Write(b)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+func startGRPCCollector(t *testing.T, c *collector) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	coltracepb.RegisterTraceServiceServer(srv, c)
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	return "http://" + ln.Addr().String()
+}
+
+// sidecar is a running uranus process.
+type sidecar struct {
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	stderr bytes.Buffer
+	lines  chan string
+}
+
+func startUranus(t *testing.T, env []string, args ...string) *sidecar {
+	t.Helper()
+	s := &sidecar{cmd: exec.Command(uranusBin, args...), lines: make(chan string, 1000)}
+	s.cmd.Env = append(os.Environ(), env...)
+	pipe, err := s.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cmd.Stdout = io.Discard
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			s.mu.Lock()
+			s.stderr.WriteString(sc.Text() + "\n")
+			s.mu.Unlock()
+			select {
+			case s.lines <- sc.Text():
+			default:
+			}
+		}
+		close(s.lines)
+	}()
+	t.Cleanup(func() {
+		if s.cmd.ProcessState == nil {
+			s.cmd.Process.Kill()
+			s.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("uranus stderr:\n%s", s.log())
+		}
+	})
+	return s
+}
+
+func (s *sidecar) log() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stderr.String()
+}
+
+// waitFor waits for a log line containing all of words.
+func (s *sidecar) waitFor(t *testing.T, words ...string) string {
+	t.Helper()
+	timeout := time.After(60 * time.Second)
+	for {
+		select {
+		case line, ok := <-s.lines:
+			if !ok {
+				t.Fatalf("uranus exited before logging %q", words)
+			}
+			all := true
+			for _, w := range words {
+				all = all && strings.Contains(line, w)
+			}
+			if all {
+				return line
+			}
+		case <-timeout:
+			t.Fatalf("uranus did not log %q", words)
+		}
+	}
+}
+
+func (s *sidecar) stop(t *testing.T) {
+	t.Helper()
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	if err := s.cmd.Wait(); err != nil {
+		t.Fatalf("uranus exited with %v after SIGTERM", err)
+	}
+}
+
+func get(t *testing.T, url string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+}
+
+func TestExportOTLP(t *testing.T) {
+	e2e.RequireBPF(t)
+	for _, proto := range []string{"http/protobuf", "grpc"} {
+		t.Run(strings.ReplaceAll(proto, "/", "-"), func(t *testing.T) {
+			c := &collector{}
+			endpoint := startHTTPCollector(t, c)
+			if proto == "grpc" {
+				endpoint = startGRPCCollector(t, c)
+			}
+			bin := e2e.BuildTarget(t, "httpserver", "1.24.13", testapp.Options{Stripped: true})
+			target := e2e.Start(t, bin)
+			s := startUranus(t, []string{
+				"OTEL_SERVICE_NAME=shop",
+				"OTEL_EXPORTER_OTLP_ENDPOINT=" + endpoint,
+				"OTEL_EXPORTER_OTLP_PROTOCOL=" + proto,
+				"OTEL_RESOURCE_ATTRIBUTES=deployment.environment.name=e2e",
+			}, "--pid", fmt.Sprint(target.Cmd.Process.Pid), "--log-level", "debug")
+			s.waitFor(t, "attached", "http-server")
+			const n = 5
+			for i := 0; i < n; i++ {
+				get(t, fmt.Sprintf("http://%s/echo/%d", target.Addr, i))
+			}
+			s.stop(t) // SIGTERM flushes
+			spans := c.got()
+			if len(spans) != n {
+				t.Fatalf("collector received %d spans, want %d", len(spans), n)
+			}
+			for _, rs := range spans {
+				want := map[string]string{
+					"service.name":                "shop",
+					"process.runtime.version":     "go1.24.13",
+					"process.executable.path":     bin,
+					"deployment.environment.name": "e2e",
+					"telemetry.distro.name":       "uranus",
+				}
+				for k, v := range want {
+					if rs.resource[k] != v {
+						t.Errorf("resource %s = %q, want %q", k, rs.resource[k], v)
+					}
+				}
+				if got := spanAttr(rs.span, "http.request.method"); got != "GET" {
+					t.Errorf("http.request.method = %q", got)
+				}
+				if rs.span.Kind != tracepb.Span_SPAN_KIND_SERVER {
+					t.Errorf("kind %v", rs.span.Kind)
+				}
+			}
+			// The target was not harmed and no program of ours is left.
+			get(t, "http://"+target.Addr+"/hello")
+			assertNoProgramsLeft(t, s)
+		})
+	}
+}
+
+// assertNoProgramsLeft checks that none of the BPF programs this uranus
+// loaded (it logs their ids at debug level) is still in the kernel, and that
+// it left no tracefs uprobe events. Other processes' programs do not count.
+func assertNoProgramsLeft(t *testing.T, s *sidecar) {
+	t.Helper()
+	ids := regexp.MustCompile(`prog_id=(\d+)`).FindAllStringSubmatch(s.log(), -1)
+	if len(ids) == 0 {
+		t.Fatalf("uranus logged no loaded program ids (is --log-level debug set?)")
+	}
+	for _, m := range ids {
+		if out, err := exec.Command("bpftool", "prog", "show", "id", m[1]).CombinedOutput(); err == nil {
+			t.Errorf("BPF program %s is still loaded after uranus exited:\n%s", m[1], out)
+		}
+	}
+	if b, err := os.ReadFile("/sys/kernel/tracing/uprobe_events"); err == nil && len(bytes.TrimSpace(b)) > 0 {
+		t.Errorf("uprobe_events is not empty after uranus exited:\n%s", b)
+	}
+}
+
+// TestWaitsAndFollowsRestarts starts uranus before its target, then
+// restarts the target: both incarnations are traced.
+func TestWaitsAndFollowsRestarts(t *testing.T) {
+	e2e.RequireBPF(t)
+	c := &collector{}
+	endpoint := startHTTPCollector(t, c)
+	src := e2e.BuildTarget(t, "httpserver", "1.16.15", testapp.Options{})
+	// A unique name, so that --exe NAME matches only this test's target.
+	bin := filepath.Join(t.TempDir(), fmt.Sprintf("restartee-%d", os.Getpid()))
+	if err := copyFile(src, bin); err != nil {
+		t.Fatal(err)
+	}
+	s := startUranus(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + endpoint}, "--exe", filepath.Base(bin), "--log-level", "debug")
+	s.waitFor(t, "waiting for the target to start")
+
+	var pids []int
+	for round := 0; round < 2; round++ {
+		target := e2e.Start(t, bin)
+		pid := target.Cmd.Process.Pid
+		pids = append(pids, pid)
+		s.waitFor(t, "attached", fmt.Sprintf("pid=%d", pid))
+		get(t, "http://"+target.Addr+"/hello")
+		target.Cmd.Process.Kill()
+		target.Cmd.Wait()
+		s.waitFor(t, "target exited", fmt.Sprintf("pid=%d", pid))
+	}
+	s.stop(t)
+	spans := c.got()
+	if len(spans) != 2 {
+		t.Fatalf("got %d spans, want one per incarnation", len(spans))
+	}
+	for i, rs := range spans {
+		if rs.resource["service.name"] != filepath.Base(bin) {
+			t.Errorf("service.name %q, want the executable's name %q", rs.resource["service.name"], filepath.Base(bin))
+		}
+		if want := fmt.Sprint(pids[i]); rs.resource["process.pid"] != want {
+			t.Errorf("span %d: process.pid %q, want %s", i, rs.resource["process.pid"], want)
+		}
+	}
+	assertNoProgramsLeft(t, s)
+}
+
+// TestBadInput: each mistake gets one clear message and a non-zero exit.
+func TestBadInput(t *testing.T) {
+	e2e.RequireBPF(t)
+	sleeper := exec.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 1, "no target: pass --exe PATH|NAME or --pid N"},
+		{[]string{"--pid", "999999999"}, 1, "no such process"},
+		{[]string{"--pid", fmt.Sprint(sleeper.Process.Pid)}, 1, "is not a Go program"},
+		{[]string{"--pid", "1", "--exe", "x"}, 1, "choose one"},
+		{[]string{"--pid", "-3"}, 1, "a pid is a positive number"},
+		{[]string{"--exe", "x", "--instrument", "nope"}, 1, `unknown instrumentor "nope"`},
+		{[]string{"stray"}, 2, `unexpected argument "stray"`},
+		{[]string{"--log-level", "loud", "--exe", "x"}, 2, "--log-level"},
+	}
+	for _, c := range cases {
+		cmd := exec.Command(uranusBin, c.args...)
+		out, _ := cmd.CombinedOutput()
+		if code := cmd.ProcessState.ExitCode(); code != c.code {
+			t.Errorf("uranus %v: exit %d, want %d\n%s", c.args, code, c.code, out)
+		}
+		if !strings.Contains(string(out), c.want) {
+			t.Errorf("uranus %v: output lacks %q:\n%s", c.args, c.want, out)
+		}
+		if strings.Contains(string(out), "panic") || strings.Count(strings.TrimSpace(string(out)), "\n") > 3 {
+			t.Errorf("uranus %v: want one clear message, got:\n%s", c.args, out)
+		}
+	}
+}
+
+// TestDemo runs the README's first command and checks the console draws
+// the traces of both demo services.
+func TestDemo(t *testing.T) {
+	e2e.RequireBPF(t)
+	cmd := exec.Command(uranusBin, "demo", "--requests", "6")
+	cmd.Env = append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_TRACES_EXPORTER=")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("uranus demo: %v\n%s", err, out)
+	}
+	text := string(out)
+	for _, want := range []string{"GET /products/{id}", "GET /checkout", "GET /stock/{sku}", "server   shop", "server   stock", "500", "sent 6 requests"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, text)
+		}
+	}
+	if n := strings.Count(text, "\ntrace "); n < 6 {
+		t.Errorf("demo drew %d traces for 6 requests:\n%s", n, text)
+	}
+}

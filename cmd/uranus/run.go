@@ -1,0 +1,376 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	otelapi "go.opentelemetry.io/otel"
+
+	"github.com/uranus-otel/uranus/attach"
+	"github.com/uranus-otel/uranus/binary"
+	"github.com/uranus-otel/uranus/instrumentors"
+	"github.com/uranus-otel/uranus/instrumentors/all"
+	"github.com/uranus-otel/uranus/instrumentors/funcs"
+	"github.com/uranus-otel/uranus/instrumentors/gotls"
+	"github.com/uranus-otel/uranus/instrumentors/httpclient"
+	"github.com/uranus-otel/uranus/offsets"
+	"github.com/uranus-otel/uranus/otel"
+	"github.com/uranus-otel/uranus/selfmetrics"
+	"github.com/uranus-otel/uranus/target"
+)
+
+// runConfig is what the main job needs; the demo builds one too.
+type runConfig struct {
+	matcher       target.Matcher
+	instrument    string // comma list of instrumentor IDs, "" for the defaults
+	statsInterval time.Duration
+	ringBuffer    int
+	noInject      bool // do not write traceparent into outgoing requests
+	keepQuery     bool // keep query values in url.full
+	pipeline      otel.Config
+	log           *slog.Logger
+	// onAttach, when set, is called after each target is attached.
+	onAttach func(*attach.Target)
+	// metricsAddr, when set, serves uranus's own counters there.
+	metricsAddr string
+	// funcs are the functions named with --func and --config.
+	funcs []funcs.Spec
+}
+
+func runFlags(fs *flag.FlagSet, c *runConfig) {
+	fs.Func("exe", "instrument processes running this executable: a `PATH`, or a NAME matched against the executable's base name (repeatable)", func(s string) error {
+		c.matcher.Exes = append(c.matcher.Exes, s)
+		return nil
+	})
+	fs.IntVar(&c.matcher.PID, "pid", 0, "instrument the process with this `PID`")
+	fs.StringVar(&c.instrument, "instrument", "", "comma-separated instrumentor `IDs` to enable (default: all that are on by default; see --list)")
+	fs.DurationVar(&c.statsInterval, "stats-interval", 10*time.Second, "how often to log the probe and export counters when they change (0: only at exit)")
+	fs.IntVar(&c.ringBuffer, "ring-buffer", 4<<20, "size in `bytes` of the BPF ring buffer (a power of two)")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve uranus's own counters (events lost, spans exported, …) as Prometheus text at http://`ADDR`/metrics, e.g. 127.0.0.1:9464")
+	fs.BoolVar(&c.noInject, "no-inject", false, "do not add a W3C traceparent header to outgoing HTTP requests (uranus then never writes to the target's memory)")
+	fs.BoolVar(&c.keepQuery, "keep-query-values", false, "keep query-string values in url.full (by default each value is replaced with REDACTED)")
+	fs.Func("tls-capture-bytes", "export the first `N` bytes of each TLS Read and Write as events of the span they happen in (0: off; turns the tls-tap instrumentor on; exposes plaintext: see the README)", gotls.SetCaptureBytes)
+	fs.Func("func", "trace this function: a span per call with its arguments and results; a `SIGNATURE` in Go syntax, "+
+		"e.g. 'main.Divide(a int, b int) (q int, r int)', or only the name to read it from DWARF (repeatable; see the README)", func(s string) error {
+		spec, err := funcs.ParseFunc(s)
+		if err != nil {
+			return err
+		}
+		c.funcs = append(c.funcs, spec)
+		return nil
+	})
+	fs.Func("config", "trace the functions listed in this YAML or JSON `FILE` (as --func; see the README)", func(path string) error {
+		specs, err := funcs.LoadConfig(path)
+		if err != nil {
+			return err
+		}
+		c.funcs = append(c.funcs, specs...)
+		return nil
+	})
+}
+
+// listInstrumentors prints what --instrument can name.
+func listInstrumentors(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tDEFAULT\tWHAT")
+	for _, in := range all.List {
+		def := "on"
+		if in.OffByDefault {
+			def = "off"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", in.ID, def, in.Doc)
+	}
+	fmt.Fprintf(tw, "func\twith --func/--config\ta span per call of the functions you name, with arguments and results\n")
+	tw.Flush()
+}
+
+// chooseInstrumentors resolves --instrument against the registry.
+func chooseInstrumentors(spec string) ([]*instrumentors.Instrumentor, error) {
+	if spec == "" {
+		var out []*instrumentors.Instrumentor
+		for _, in := range all.List {
+			if !in.OffByDefault {
+				out = append(out, in)
+			}
+		}
+		return out, nil
+	}
+	byID := map[string]*instrumentors.Instrumentor{}
+	var ids []string
+	for _, in := range all.List {
+		byID[in.ID] = in
+		ids = append(ids, in.ID)
+	}
+	var out []*instrumentors.Instrumentor
+	for _, id := range strings.Split(spec, ",") {
+		id = strings.TrimSpace(id)
+		in, ok := byID[id]
+		if !ok {
+			return nil, fmt.Errorf("--instrument: unknown instrumentor %q (known: %s)", id, strings.Join(ids, ", "))
+		}
+		out = append(out, in)
+	}
+	return out, nil
+}
+
+// run attaches to every process the matcher selects until ctx is done or a
+// --pid target exits, then detaches and flushes.
+func run(ctx context.Context, c runConfig) error {
+	log := c.log
+	if err := c.matcher.Validate(); err != nil {
+		return err
+	}
+	list, err := chooseInstrumentors(c.instrument)
+	if err != nil {
+		return err
+	}
+	if len(c.funcs) > 0 {
+		list = append(list, funcs.New(c.funcs, log))
+	}
+	if c.matcher.PID != 0 {
+		// A --pid target that cannot be instrumented is bad input: say so
+		// before setting anything up.
+		if err := checkPID(c.matcher.PID, list); err != nil {
+			return err
+		}
+	}
+	table, err := offsets.Embedded()
+	if err != nil {
+		return fmt.Errorf("reading the built-in offsets table: %w", err)
+	}
+	otelapi.SetErrorHandler(&sdkErrors{log: log, every: 10 * time.Second})
+	pipeline, err := otel.NewPipeline(ctx, c.pipeline)
+	if err != nil {
+		return err
+	}
+	sampler, err := otel.SamplerFromEnv()
+	if err != nil {
+		return err
+	}
+	httpclient.KeepQueryValues = c.keepQuery
+	inject := !c.noInject
+	if inject && !attach.InjectionAllowed() {
+		log.Warn("kernel lockdown forbids BPF writes to process memory: trace context is not injected into outgoing requests; "+
+			"spans still nest within each process", "lockdown", attach.Lockdown())
+		inject = false
+	}
+	att, err := attach.New(attach.Options{
+		Instrumentors:   list,
+		Table:           table,
+		Pipeline:        pipeline,
+		Logger:          log,
+		RingBufferBytes: c.ringBuffer,
+		Features:        map[string]bool{"inject": inject},
+		Constants:       sampler.Constants(),
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("uranus started", "target", c.matcher.String(), "exporting to", pipeline.Describe(),
+		"sampler", sampler.Description, "inject traceparent", inject)
+	if w := attach.PrivilegeWarning(); w != "" && c.matcher.PID == 0 {
+		log.Warn(w)
+	}
+	stopMetrics, err := selfmetrics.Start(ctx, c.metricsAddr, selfmetrics.FromUranus(att, pipeline), log)
+	if err != nil {
+		att.Close()
+		return err
+	}
+	defer stopMetrics() // after the final counters: the last OTLP export has them
+
+	readCtx, stopReading := context.WithCancel(context.Background())
+	readDone := make(chan error, 1)
+	go func() { readDone <- att.Run(readCtx) }()
+
+	watchCtx, stopWatching := context.WithCancel(ctx)
+	defer stopWatching()
+	events := target.Watch(watchCtx, c.matcher, 250*time.Millisecond)
+	targets := map[int]*attach.Target{}
+	var statsTick <-chan time.Time
+	if c.statsInterval > 0 {
+		t := time.NewTicker(c.statsInterval)
+		defer t.Stop()
+		statsTick = t.C
+	}
+	waitingSaid := false
+	waiting := time.After(500 * time.Millisecond)
+	var last report
+	var runErr error
+loop:
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				break loop
+			}
+			if ev.Exited {
+				if t := targets[ev.Process.PID]; t != nil {
+					t.Detach(context.Background())
+					delete(targets, ev.Process.PID)
+					log.Info("target exited; probes removed", "pid", ev.Process.PID, "exe", ev.Process.Exe)
+				}
+				if len(targets) == 0 && c.matcher.PID == 0 {
+					log.Info("waiting for the next matching process", "target", c.matcher.String())
+				}
+				continue
+			}
+			t, err := att.Attach(ctx, ev.Process)
+			if !ev.Process.Running() {
+				// Whatever failed, or was only half done, the cause is that
+				// the process is gone.
+				if err == nil {
+					t.Detach(context.Background())
+				}
+				log.Info("target exited while uranus was attaching to it; nothing left to instrument", "pid", ev.Process.PID, "exe", ev.Process.Exe)
+				continue
+			}
+			if err != nil {
+				log.Error("cannot instrument", "pid", ev.Process.PID, "err", err)
+				if c.matcher.PID != 0 {
+					runErr = err
+					break loop
+				}
+				continue
+			}
+			targets[ev.Process.PID] = t
+			logAttached(log, t)
+			if c.onAttach != nil {
+				c.onAttach(t)
+			}
+		case <-waiting:
+			if len(targets) == 0 && !waitingSaid {
+				log.Info("waiting for the target to start", "target", c.matcher.String())
+				waitingSaid = true
+			}
+		case <-statsTick:
+			last = logStats(log, att, pipeline, last, false)
+		case err := <-readDone:
+			runErr = err
+			readDone = nil
+			break loop
+		}
+	}
+
+	stopWatching()
+	for _, t := range targets {
+		t.Detach(context.Background())
+	}
+	stopReading()
+	if readDone != nil {
+		if err := <-readDone; err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	att.Close()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pipeline.Shutdown(shutdownCtx); err != nil {
+		log.Warn("flushing spans at exit", "err", err)
+	}
+	logStats(log, att, pipeline, last, true)
+	return runErr
+}
+
+func logAttached(log *slog.Logger, t *attach.Target) {
+	var parts []string
+	for _, p := range t.Plans {
+		if p.Skip != "" {
+			log.Warn("instrumentor not attached", "pid", t.Process.PID, "instrumentor", p.Inst.ID, "reason", p.Skip)
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s (%d probe sites, offsets from %s)", p.Inst.ID, t.Attached()[p.Inst.ID], p.OffsetsFrom))
+	}
+	log.Info("attached", "pid", t.Process.PID, "exe", t.Process.Exe, "go", t.GoVersion, "instrumentors", strings.Join(parts, ", "))
+}
+
+// report is what the last stats line said, to log only changes.
+type report struct {
+	probes   attach.Counters
+	dropped  uint64 // span events dropped
+	exported uint64
+	failed   uint64
+}
+
+func logStats(log *slog.Logger, att *attach.Attacher, p *otel.Pipeline, last report, final bool) report {
+	s := att.Stats()
+	ps := p.Stats()
+	now := report{probes: s.Probes, dropped: s.EventsDropped, exported: ps.Exported, failed: ps.Failed}
+	if now == last && !final {
+		return last
+	}
+	msg := "counters"
+	if final {
+		msg = "final counters"
+	}
+	log.Info(msg,
+		"probe_hits", s.Probes.Entry+s.Probes.Return,
+		"events", s.Probes.Events,
+		"events_lost", s.Probes.RingbufFull,
+		"spans_exported", ps.Exported,
+		"spans_failed", ps.Failed,
+		"targets", s.Targets)
+	if d := s.Probes.RingbufFull - last.probes.RingbufFull; d > 0 {
+		log.Warn("events lost: the ring buffer was full (export slower than requests; raise --ring-buffer or check the exporter)", "lost", d, "lost_total", s.Probes.RingbufFull)
+	}
+	if d := ps.Failed - last.failed; d > 0 {
+		log.Warn("spans not delivered by the exporter", "failed", d, "failed_total", ps.Failed, "last_error", ps.LastError)
+	}
+	if d := s.EventsDropped - last.dropped; d > 0 {
+		log.Warn("span events dropped: their span did not end within 30s, or it already had the maximum number of events", "count", d, "total", s.EventsDropped)
+	}
+	if d := s.Probes.InflightFull - last.probes.InflightFull; d > 0 {
+		log.Warn("calls not recorded: in-flight map full", "count", d)
+	}
+	if s.BadRecords > 0 && final {
+		log.Warn("records that could not be decoded", "count", s.BadRecords, "last", s.LastBad)
+	}
+	return now
+}
+
+// sdkErrors logs the OTel SDK's errors (an exporter that is down fails every
+// batch) at most once per interval, with how many were not shown.
+type sdkErrors struct {
+	log        *slog.Logger
+	every      time.Duration
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (h *sdkErrors) Handle(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if time.Since(h.last) < h.every {
+		h.suppressed++
+		return
+	}
+	h.log.Warn("OpenTelemetry SDK error", "err", err, "not_shown_since_last", h.suppressed)
+	h.last, h.suppressed = time.Now(), 0
+}
+
+func checkPID(pid int, list []*instrumentors.Instrumentor) error {
+	bin, err := binary.Open(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return fmt.Errorf("pid %d: %w", pid, err)
+	}
+	defer bin.Close()
+	if err := attach.CheckBinary(bin, list); err != nil {
+		return fmt.Errorf("pid %d: %w", pid, err)
+	}
+	return nil
+}
+
+// signalContext is cancelled by SIGINT or SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
