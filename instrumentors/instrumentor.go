@@ -7,6 +7,8 @@
 package instrumentors
 
 import (
+	"net"
+	"strconv"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -162,4 +164,25 @@ func CString(buf []byte, n uint32) string {
 		buf = buf[:n]
 	}
 	return strings.ToValidUTF8(string(buf), "\uFFFD")
+}
+
+// HostPort splits a Host header or address into host and port for the
+// server.address/port attributes; without an explicit port the scheme's
+// default is used (0 when the scheme has none). IPv6 brackets are removed.
+func HostPort(hostport, scheme string) (string, int) {
+	if hostport == "" {
+		return "", 0
+	}
+	if host, p, err := net.SplitHostPort(hostport); err == nil {
+		port, _ := strconv.Atoi(p)
+		return host, port
+	}
+	host := strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]")
+	switch scheme {
+	case "http":
+		return host, 80
+	case "https":
+		return host, 443
+	}
+	return host, 0
 }

@@ -6,9 +6,8 @@
 package httpclient
 
 import (
+	"cmp"
 	"fmt"
-	"net"
-	"net/url"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -84,7 +83,7 @@ func convert(record []byte, s *otel.Span, t instrumentors.Target) error {
 		semconv.HTTPRequestMethodKey.String(method),
 		semconv.URLFull(fullURL(scheme, host, path, query, e.Userinfo != 0, e.QueryLen > uint32(len(e.Query)))),
 	)
-	if h, port := hostPort(host, scheme); h != "" {
+	if h, port := instrumentors.HostPort(host, cmp.Or(scheme, "http")); h != "" {
 		s.Attrs = append(s.Attrs, semconv.ServerAddress(h))
 		if port > 0 {
 			s.Attrs = append(s.Attrs, semconv.ServerPort(port))
@@ -151,22 +150,4 @@ func fullURL(scheme, host, path, query string, userinfo, truncated bool) string 
 		}
 	}
 	return b.String()
-}
-
-func hostPort(hostport, scheme string) (string, int) {
-	if hostport == "" {
-		return "", 0
-	}
-	if h, p, err := net.SplitHostPort(hostport); err == nil {
-		port, _ := strconv.Atoi(p)
-		return h, port
-	}
-	u := url.URL{Scheme: scheme, Host: hostport}
-	switch scheme {
-	case "https":
-		return u.Hostname(), 443
-	case "http", "":
-		return u.Hostname(), 80
-	}
-	return u.Hostname(), 0
 }

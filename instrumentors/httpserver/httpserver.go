@@ -7,7 +7,6 @@ package httpserver
 
 import (
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -103,13 +102,13 @@ func convert(record []byte, s *otel.Span, _ instrumentors.Target) error {
 	if s.RemoteParent {
 		s.TraceState = instrumentors.CString(e.Tracestate[:], e.TracestateLen)
 	}
-	if host, port := splitHostPort(instrumentors.CString(e.Host[:], e.HostLen), scheme); host != "" {
+	if host, port := instrumentors.HostPort(instrumentors.CString(e.Host[:], e.HostLen), scheme); host != "" {
 		s.Attrs = append(s.Attrs, semconv.ServerAddress(host))
 		if port > 0 {
 			s.Attrs = append(s.Attrs, semconv.ServerPort(port))
 		}
 	}
-	if host, port := splitHostPort(instrumentors.CString(e.RemoteAddr[:], e.RemoteLen), ""); host != "" {
+	if host, port := instrumentors.HostPort(instrumentors.CString(e.RemoteAddr[:], e.RemoteLen), ""); host != "" {
 		s.Attrs = append(s.Attrs, semconv.ClientAddress(host))
 		if port > 0 {
 			s.Attrs = append(s.Attrs, semconv.ClientPort(port))
@@ -136,24 +135,4 @@ func protoVersion(major, minor uint64) string {
 		return strconv.FormatUint(major, 10)
 	}
 	return strconv.FormatUint(major, 10) + "." + strconv.FormatUint(minor, 10)
-}
-
-// splitHostPort splits "host:port"; without a port, the scheme's default
-// port is used when a scheme is given.
-func splitHostPort(hostport, scheme string) (string, int) {
-	if hostport == "" {
-		return "", 0
-	}
-	host, portStr, err := net.SplitHostPort(hostport)
-	if err != nil {
-		switch scheme {
-		case "http":
-			return strings.Trim(hostport, "[]"), 80
-		case "https":
-			return strings.Trim(hostport, "[]"), 443
-		}
-		return strings.Trim(hostport, "[]"), 0
-	}
-	port, _ := strconv.Atoi(portStr)
-	return host, port
 }
