@@ -285,12 +285,23 @@ func logAttached(log *slog.Logger, t *attach.Target) {
 	var parts []string
 	for _, p := range t.Plans {
 		if p.Skip != "" {
+			if t.GoVersion == "" && !p.Inst.NonGo {
+				continue // Go instrumentors on a C program: expected, not news
+			}
 			log.Warn("instrumentor not attached", "pid", t.Process.PID, "instrumentor", p.Inst.ID, "reason", p.Skip)
 			continue
 		}
-		parts = append(parts, fmt.Sprintf("%s (%d probe sites, offsets from %s)", p.Inst.ID, t.Attached()[p.Inst.ID], p.OffsetsFrom))
+		part := fmt.Sprintf("%s (%d probe sites", p.Inst.ID, t.Attached()[p.Inst.ID])
+		if p.OffsetsFrom != "" {
+			part += ", offsets from " + p.OffsetsFrom
+		}
+		parts = append(parts, part+")")
 	}
-	log.Info("attached", "pid", t.Process.PID, "exe", t.Process.Exe, "go", t.GoVersion, "instrumentors", strings.Join(parts, ", "))
+	goVersion := t.GoVersion
+	if goVersion == "" {
+		goVersion = "not Go"
+	}
+	log.Info("attached", "pid", t.Process.PID, "exe", t.Process.Exe, "go", goVersion, "instrumentors", strings.Join(parts, ", "))
 }
 
 // report is what the last stats line said, to log only changes.
