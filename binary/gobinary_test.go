@@ -588,10 +588,11 @@ func buildPIE(t *testing.T, version string, stripped, cgo bool) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(out+".tmp", b, 0o755); err != nil {
+	tmp = fmt.Sprintf("%s.tmp%d", out, os.Getpid())
+	if err := os.WriteFile(tmp, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Rename(out+".tmp", out); err != nil {
+	if err := os.Rename(tmp, out); err != nil {
 		t.Fatal(err)
 	}
 	return out

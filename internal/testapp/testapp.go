@@ -145,7 +145,10 @@ func build(tc *toolchain.Toolchain, name string, files fs.FS, out string, opts O
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}
-	tmp := out + ".tmp"
+	// Test packages run as parallel processes and may build the same sample:
+	// each writes its own file, and the rename makes either one the result.
+	tmp := fmt.Sprintf("%s.tmp%d", out, os.Getpid())
+	defer os.Remove(tmp)
 	if err := tc.Build(dir, tmp, ldflags, env...); err != nil {
 		return err
 	}

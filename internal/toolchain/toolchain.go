@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // Toolchain is an installed Go toolchain ready to build programs.
@@ -51,6 +52,13 @@ func Get(version string, logf func(format string, args ...any)) (*Toolchain, err
 
 	installMu.Lock()
 	defer installMu.Unlock()
+	// go test runs packages in parallel processes: one installs, the others
+	// wait for it rather than replace a GOROOT that is in use.
+	unlock, err := lockFile(root + ".lock")
+	if err != nil {
+		return nil, fmt.Errorf("installing toolchain %s: %w", version, err)
+	}
+	defer unlock()
 	if ready(root) {
 		return &Toolchain{Version: version, GOROOT: root}, nil
 	}
@@ -72,8 +80,13 @@ func Get(version string, logf func(format string, args ...any)) (*Toolchain, err
 	}
 
 	logf("installing %s into %s", version, root)
-	tmp := root + ".tmp"
-	os.RemoveAll(tmp)
+	tmp, err := os.MkdirTemp(cache, version+".tmp-")
+	if err == nil {
+		err = os.Chmod(tmp, 0o755)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("installing toolchain %s: %w", version, err)
+	}
 	if err := copyTree(info.Dir, tmp); err != nil {
 		os.RemoveAll(tmp)
 		return nil, fmt.Errorf("installing toolchain %s: %w", version, err)
@@ -147,6 +160,19 @@ func hostEnv(name string) string {
 	v := strings.TrimSpace(string(out))
 	hostEnvCache.Store(name, v)
 	return v
+}
+
+// lockFile takes an exclusive flock on path, creating it.
+func lockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
 }
 
 func ready(root string) bool {

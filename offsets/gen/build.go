@@ -118,10 +118,12 @@ func (b *builder) build(r release, bin string, logf func(string, ...any)) error 
 	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(gomod), 0o644); err != nil {
 		return err
 	}
-	if err := tc.Build(dir, bin+".tmp", ""); err != nil {
+	tmp := fmt.Sprintf("%s.tmp%d", bin, os.Getpid())
+	defer os.Remove(tmp)
+	if err := tc.Build(dir, tmp, ""); err != nil {
 		return err
 	}
-	if err := os.Rename(bin+".tmp", bin); err != nil {
+	if err := os.Rename(tmp, bin); err != nil {
 		return err
 	}
 	// Builds of an older sample are useless now.
