@@ -91,6 +91,10 @@ func Get(version string, logf func(format string, args ...any)) (*Toolchain, err
 		os.RemoveAll(tmp)
 		return nil, fmt.Errorf("installing toolchain %s: %w", version, err)
 	}
+	if err := os.WriteFile(filepath.Join(tmp, completeMarker), nil, 0o644); err != nil {
+		os.RemoveAll(tmp)
+		return nil, fmt.Errorf("installing toolchain %s: %w", version, err)
+	}
 	os.RemoveAll(root)
 	if err := os.Rename(tmp, root); err != nil {
 		return nil, fmt.Errorf("installing toolchain %s: %w", version, err)
@@ -175,9 +179,17 @@ func lockFile(path string) (func(), error) {
 	return func() { f.Close() }, nil
 }
 
+// completeMarker is written into a GOROOT copy once it is whole, so that a
+// copy cut short (an interrupted run) is installed again, not used.
+const completeMarker = ".uranus-complete"
+
 func ready(root string) bool {
 	fi, err := os.Stat(filepath.Join(root, "bin", "go"))
-	return err == nil && fi.Mode()&0o111 != 0
+	if err != nil || fi.Mode()&0o111 == 0 {
+		return false
+	}
+	_, err = os.Stat(filepath.Join(root, completeMarker))
+	return err == nil
 }
 
 // hostGo is the go command that runs the tests or the generator: the one
