@@ -172,7 +172,9 @@ func (f *File) find(name string) (fn *Func, padded bool, err error) {
 	if f.symtab != nil {
 		tables = append(tables, ".symtab")
 	}
-	if f.IsGo() {
+	// A Go binary's .symtab, when the linker kept it, names every function
+	// .gopclntab does: reading the bigger table would only cost memory.
+	if _, full := f.symtab["runtime.main"]; f.IsGo() && !full {
 		tables = append(tables, ".gopclntab")
 		p, perr := f.loadPclntab()
 		if perr != nil {
