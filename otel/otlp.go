@@ -192,9 +192,25 @@ func resourceProto(r *resource.Resource) *resourcepb.Resource {
 }
 
 func attrsProto(kvs []attribute.KeyValue) []*commonpb.KeyValue {
-	out := make([]*commonpb.KeyValue, 0, len(kvs))
-	for _, kv := range kvs {
-		out = append(out, &commonpb.KeyValue{Key: string(kv.Key), Value: valueProto(kv.Value)})
+	// One allocation per kind of object rather than three per attribute:
+	// this runs for every attribute of every span.
+	out := make([]*commonpb.KeyValue, len(kvs))
+	slab := make([]commonpb.KeyValue, len(kvs))
+	values := make([]commonpb.AnyValue, len(kvs))
+	var strs []commonpb.AnyValue_StringValue
+	for i, kv := range kvs {
+		out[i] = &slab[i]
+		slab[i].Key = string(kv.Key)
+		if kv.Value.Type() == attribute.STRING {
+			if strs == nil {
+				strs = make([]commonpb.AnyValue_StringValue, len(kvs))
+			}
+			strs[i].StringValue = kv.Value.AsString()
+			values[i].Value = &strs[i]
+			slab[i].Value = &values[i]
+			continue
+		}
+		slab[i].Value = valueProto(kv.Value)
 	}
 	return out
 }
