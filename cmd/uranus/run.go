@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,6 +36,7 @@ type runConfig struct {
 	instrument    string // comma list of instrumentor IDs, "" for the defaults
 	statsInterval time.Duration
 	ringBuffer    int
+	nice          int  // scheduling niceness of uranus's own threads
 	noInject      bool // do not write traceparent into outgoing requests
 	keepQuery     bool // keep query values in url.full
 	pipeline      otel.Config
@@ -56,6 +58,7 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.StringVar(&c.instrument, "instrument", "", "comma-separated instrumentor `IDs` to enable (default: all that are on by default; see --list)")
 	fs.DurationVar(&c.statsInterval, "stats-interval", 10*time.Second, "how often to log the probe and export counters when they change (0: only at exit)")
 	fs.IntVar(&c.ringBuffer, "ring-buffer", 4<<20, "size in `bytes` of the BPF ring buffer (a power of two)")
+	fs.IntVar(&c.nice, "nice", 0, "run uranus at this `niceness` (0 to 19) to yield the CPU to the programs it watches; on a busy machine records then wait in the ring buffer and may be lost (counted)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve uranus's own counters (events lost, spans exported, …) as Prometheus text at http://`ADDR`/metrics, e.g. 127.0.0.1:9464")
 	fs.BoolVar(&c.noInject, "no-inject", false, "do not add a W3C traceparent header to outgoing HTTP requests (uranus then never writes to the target's memory)")
 	fs.BoolVar(&c.keepQuery, "keep-query-values", false, "keep query-string values in url.full (by default each value is replaced with REDACTED)")
@@ -132,6 +135,9 @@ func run(ctx context.Context, c runConfig) error {
 	}
 	list, err := chooseInstrumentors(c.instrument)
 	if err != nil {
+		return err
+	}
+	if err := setNice(c.nice); err != nil {
 		return err
 	}
 	if len(c.funcs) > 0 {
@@ -384,4 +390,29 @@ func checkPID(pid int, list []*instrumentors.Instrumentor) error {
 // signalContext is cancelled by SIGINT or SIGTERM.
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// setNice lowers the priority of every thread of uranus (Linux applies
+// setpriority per thread; threads started later inherit it). The programs
+// uranus watches never wait for it: their probes only queue records.
+func setNice(n int) error {
+	if n < 0 || n > 19 {
+		return fmt.Errorf("--nice %d: use 0 (normal priority) to 19 (lowest)", n)
+	}
+	if n == 0 {
+		return nil
+	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return fmt.Errorf("--nice: %w", err)
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		// A thread that exited meanwhile is no concern.
+		_ = syscall.Setpriority(syscall.PRIO_PROCESS, tid, n)
+	}
+	return nil
 }
