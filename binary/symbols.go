@@ -174,8 +174,10 @@ func (f *File) find(name string) (fn *Func, padded bool, err error) {
 	}
 	// A Go binary's .symtab, when the linker kept it, names every function
 	// .gopclntab does: reading the bigger table would only cost memory.
-	if _, full := f.symtab["runtime.main"]; f.IsGo() && !full {
+	if f.IsGo() {
 		tables = append(tables, ".gopclntab")
+	}
+	if _, full := f.symtab["runtime.main"]; f.IsGo() && !full {
 		p, perr := f.loadPclntab()
 		if perr != nil {
 			if f.symtab == nil {
