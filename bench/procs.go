@@ -321,9 +321,9 @@ func allowedCPUs(pid int) string {
 
 // goBuild builds package pkg of the module at root as dir/name with the go
 // command on PATH (the host toolchain) and returns the binary's path.
-func goBuild(root, pkg, dir, name string) (string, error) {
+func goBuild(root, pkg, dir, name string, flags ...string) (string, error) {
 	out := filepath.Join(dir, name)
-	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd := exec.Command("go", append(append([]string{"build", "-o", out}, flags...), pkg)...)
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, b)

@@ -61,9 +61,11 @@ func (r *result) satRPS() float64 { return float64(r.SatRequests) / r.SatTime.Se
 // harness holds what every run shares.
 type harness struct {
 	o      options
-	server string // server binary
-	uranus string // uranus binary
-	sink   *sink
+	server string // server binary, without OpenTelemetry code
+	// serverOTel is the same server built with -tags otel, for otelhttp.
+	serverOTel string
+	uranus     string // uranus binary
+	sink       *sink
 }
 
 const warmup = 500 * time.Millisecond
@@ -118,6 +120,9 @@ func run(o options) (*results, error) {
 	h := &harness{o: o}
 	o.progress("building the server (%s) …", runtime.Version())
 	if h.server, err = goBuild(root, "./bench/server", dir, serverName); err != nil {
+		return nil, err
+	}
+	if h.serverOTel, err = goBuild(root, "./bench/server", dir, serverName+"-otel", "-tags", "otel"); err != nil {
 		return nil, err
 	}
 	h.uranus = o.Uranus
@@ -190,11 +195,13 @@ func (h *harness) measure(cfg string, round int) (res *result, err error) {
 	h.sink.reset()
 
 	var args, env []string
+	server := h.server
 	if cfg == cfgOTelHTTP {
+		server = h.serverOTel
 		args = append(args, "-otel")
 		env = append(env, h.otlpEnv()...)
 	}
-	srv, err := startChild("server", h.server, args, env, o.ServerCPU)
+	srv, err := startChild("server", server, args, env, o.ServerCPU)
 	if err != nil {
 		return nil, err
 	}

@@ -1,12 +1,13 @@
 // Command server is the HTTP server the benchmark (bench/) loads: one small
-// handler behind a ServeMux, the same binary in every configuration. With
-// -otel it wraps the mux in otelhttp and exports with the OpenTelemetry SDK
-// (OTLP over HTTP, configured by the standard OTEL_* variables), which is
-// what a user who instruments by hand would run.
+// handler behind a ServeMux. Built plain it links no OpenTelemetry code, so
+// tools that probe OTel's own API (go.opentelemetry.io/auto does) find
+// nothing to attach there; built with -tags otel, its -otel flag wraps the
+// mux in otelhttp and exports with the OpenTelemetry SDK (OTLP over HTTP,
+// configured by the standard OTEL_* variables), which is what a user who
+// instruments by hand would run.
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"net"
@@ -14,20 +15,17 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
-
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 )
+
+// instrument, set by otel.go under -tags otel, wraps the handler and returns
+// a function that flushes every span.
+var instrument func(http.Handler) (http.Handler, func() error, error)
 
 var body = []byte("hello\n")
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
-	withOTel := flag.Bool("otel", false, "instrument in-process with otelhttp and the OTel SDK")
+	withOTel := flag.Bool("otel", false, "instrument in-process with otelhttp and the OTel SDK (a -tags otel build)")
 	flag.Parse()
 	if err := serve(*addr, *withOTel); err != nil {
 		fmt.Fprintln(os.Stderr, "server:", err)
@@ -41,21 +39,15 @@ func serve(addr string, withOTel bool) error {
 		w.Write(body)
 	})
 	var handler http.Handler = mux
-	var provider *sdktrace.TracerProvider
+	flush := func() error { return nil }
 	if withOTel {
-		exp, err := otlptracehttp.New(context.Background())
-		if err != nil {
-			return fmt.Errorf("creating the OTLP exporter: %w", err)
+		if instrument == nil {
+			return fmt.Errorf("-otel needs a build with -tags otel")
 		}
-		// The batch settings uranus's pipeline uses (otel/pipeline.go), so
-		// that both configurations differ only in how spans are captured.
-		provider = sdktrace.NewTracerProvider(
-			sdktrace.WithResource(resource.NewSchemaless(semconv.ServiceName("bench-server"))),
-			sdktrace.WithSpanProcessor(sdktrace.NewBatchSpanProcessor(exp,
-				sdktrace.WithMaxQueueSize(4096),
-				sdktrace.WithBlocking(),
-				sdktrace.WithBatchTimeout(time.Second))))
-		handler = otelhttp.NewHandler(mux, "server", otelhttp.WithTracerProvider(provider))
+		var err error
+		if handler, flush, err = instrument(mux); err != nil {
+			return err
+		}
 	}
 
 	ln, err := net.Listen("tcp", addr)
@@ -73,14 +65,7 @@ func serve(addr string, withOTel bool) error {
 	if err := srv.Serve(ln); err != http.ErrServerClosed {
 		return err
 	}
-	if provider != nil {
-		// Every span must reach the sink before exit: the benchmark compares
-		// spans received with requests sent.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := provider.Shutdown(ctx); err != nil {
-			return fmt.Errorf("flushing spans: %w", err)
-		}
-	}
-	return nil
+	// Every span must reach the sink before exit: the benchmark compares
+	// spans received with requests sent.
+	return flush()
 }
