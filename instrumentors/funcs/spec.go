@@ -290,7 +290,7 @@ func (p *sigParser) funcName() (string, error) {
 			inReceiver = false
 		case c == ')':
 			return "", fmt.Errorf("unbalanced ) in function name at offset %d", p.pos)
-		case inReceiver && (c == ' ' || c == '{'):
+		case inReceiver && (c == '{' || c == ' ' || c == '\t' || c == '\n' || c == '\r'):
 			return "", fmt.Errorf("unbalanced ( in function name at offset %d", p.pos)
 		case c == '(' || c == '{' || c == ' ' || c == '\t' || c == '\n' || c == '\r':
 			return p.nameEnd(start)
