@@ -41,8 +41,12 @@ type Options struct {
 	// of two, default 4 MiB: about 3,000 server events, a few hundred ms at
 	// the highest request rates a probed server reaches).
 	RingBufferBytes int
-	// Features switch optional probes on (see instrumentors.Probe.Requires).
+	// Features switch optional probes on (see instrumentors.Probe.Requires);
+	// the propagation features follow Propagation instead.
 	Features map[string]bool
+	// Propagation is how trace context reaches called services; "" is
+	// auto. New resolves it, and fails when the mode asked for cannot run.
+	Propagation Propagation
 	// Constants are given to every BPF program that declares them, e.g. the
 	// sampler's (sampler_bound, sampler_parent_based).
 	Constants map[string]uint64
@@ -59,6 +63,11 @@ type Attacher struct {
 	events *ebpf.Map
 	reader *ringbuf.Reader
 	clock  *clock
+
+	features    map[string]bool
+	propagation Propagation
+	propWhy     string
+	wire        *wire // the socket programs, when propagation is network
 
 	nextSource atomic.Uint32
 	sources    sync.Map // uint32 → *source
@@ -126,13 +135,33 @@ func New(opts Options) (*Attacher, error) {
 		events.Close()
 		return nil, fmt.Errorf("opening the ring buffer reader: %w", err)
 	}
+	if opts.Propagation == "" {
+		opts.Propagation = PropagationAuto
+	}
+	prop, w, why, err := resolvePropagation(opts.Propagation)
+	if err != nil {
+		reader.Close()
+		events.Close()
+		return nil, err
+	}
+	features := map[string]bool{}
+	for name, on := range opts.Features {
+		features[name] = on
+	}
+	for name, on := range prop.features() {
+		features[name] = on
+	}
 	a := &Attacher{
-		opts:    opts,
-		log:     opts.Logger,
-		events:  events,
-		reader:  reader,
-		clock:   newClock(),
-		targets: map[*Target]bool{},
+		opts:        opts,
+		log:         opts.Logger,
+		events:      events,
+		reader:      reader,
+		clock:       newClock(),
+		targets:     map[*Target]bool{},
+		features:    features,
+		propagation: prop,
+		propWhy:     why,
+		wire:        w,
 	}
 	return a, nil
 }
@@ -248,8 +277,17 @@ func (a *Attacher) Close() error {
 	for _, t := range targets {
 		t.Detach(context.Background())
 	}
+	if a.wire != nil {
+		a.wire.close()
+	}
 	a.reader.Close()
 	return a.events.Close()
+}
+
+// Propagation says how trace context reaches called services, and why
+// that mode was chosen.
+func (a *Attacher) Propagation() (mode Propagation, why string) {
+	return a.propagation, a.propWhy
 }
 
 func (a *Attacher) addSource(t *Target, plan *Plan) uint32 {
@@ -269,11 +307,16 @@ type Stats struct {
 	// EventsDropped are span events (TLS plaintext, byte counts) whose span
 	// never ended in time, or that exceeded the per-span cap.
 	EventsDropped uint64
+	// Wire counts what the socket programs did (propagation network).
+	Wire WireCounters
 }
 
 // Stats sums the counters of every attached target.
 func (a *Attacher) Stats() Stats {
 	s := Stats{UnknownSource: a.unknownSource.Load(), BadRecords: a.badRecords.Load()}
+	if a.wire != nil {
+		s.Wire = a.wire.counters()
+	}
 	if v, ok := a.lastBad.Load().(string); ok {
 		s.LastBad = v
 	}

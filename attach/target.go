@@ -113,7 +113,7 @@ func (a *Attacher) load(t *Target, plan *Plan, bin *binary.File, ex *link.Execut
 	// Programs serving a feature that is off are not loaded at all: the
 	// inject program, for one, may be refused under kernel lockdown.
 	for _, pp := range plan.Probes {
-		if pp.Requires != "" && !a.opts.Features[pp.Requires] {
+		if pp.Requires != "" && !a.features[pp.Requires] {
 			delete(spec.Programs, pp.Entry)
 			delete(spec.Programs, pp.Return)
 		}
@@ -128,7 +128,7 @@ func (a *Attacher) load(t *Target, plan *Plan, bin *binary.File, ex *link.Execut
 	for name, v := range a.opts.Constants {
 		core[name] = v
 	}
-	for name, on := range a.opts.Features {
+	for name, on := range a.features {
 		core["feature_"+name] = boolByte(on)
 	}
 	for name, v := range core {
@@ -160,6 +160,16 @@ func (a *Attacher) load(t *Target, plan *Plan, bin *binary.File, ex *link.Execut
 			}
 		}
 		repl["goroutine_spans"] = t.goSpans
+	}
+	for name, ms := range spec.Maps {
+		if !strings.HasPrefix(name, "wire_") {
+			continue
+		}
+		if m := a.wireMap(name); m != nil {
+			repl[name] = m
+		} else {
+			ms.MaxEntries = 1 // propagation is not network: never used
+		}
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
 	if err != nil && dropFeatures(spec, plan) {
@@ -278,9 +288,14 @@ func (t *Target) Detach(ctx context.Context) {
 		// Events still waiting for a span that will never end are lost.
 		t.a.retiredEventsDropped += t.events.droppedCount() + t.events.pendingCount()
 		t.a.mu.Unlock()
+		sources := map[uint32]bool{}
 		for _, l := range t.loaded {
 			t.a.sources.Delete(l.source)
+			sources[l.source] = true
 			l.close()
+		}
+		if t.a.wire != nil {
+			t.a.wire.forget(sources)
 		}
 		if t.goSpans != nil {
 			t.goSpans.Close()

@@ -15,9 +15,16 @@
 // is appended to the buffered bytes — memory the program owns and is about
 // to send — when the app set none itself and the buffer has room; otherwise
 // nothing is written and the reason is counted.
+//
+// On the wire instead (feature "wire", see wire.h), one more hit:
+// persistConn.roundTrip runs on the caller's goroutine once the connection
+// is chosen and before the request is written to it; it announces the span
+// under the connection's address tuple, and bpf/wire.c inserts the header
+// into the bytes as they leave the socket. The process's memory is only read.
 #include "uranus.h"
 #include "go_header.h"
 #include "tracecontext.h"
+#include "wire.h"
 
 volatile const u64 off_req_method;
 volatile const u64 off_req_url;
@@ -35,12 +42,22 @@ volatile const u64 off_tw_header;
 volatile const u64 off_bufio_err;
 volatile const u64 off_bufio_buf;
 volatile const u64 off_bufio_n;
+volatile const u64 off_pc_conn;       // net/http.persistConn
+volatile const u64 off_pc_tls_state;
+volatile const u64 off_tcpconn_conn;  // net.TCPConn.conn
+volatile const u64 off_conn_fd;       // net.conn.fd
+volatile const u64 off_netfd_laddr;   // net.netFD
+volatile const u64 off_netfd_raddr;
+volatile const u64 off_tcpaddr_ip;    // net.TCPAddr
+volatile const u64 off_tcpaddr_port;
 volatile const u8 feature_inject;
+volatile const u8 feature_wire;
 
 // Instrumentor counters (named in instrumentors/httpclient).
 #define STAT_INJECTED STAT_EXTRA
 #define STAT_APP_TRACEPARENT STAT_EXTRA2
 #define STAT_NO_ROOM STAT_EXTRA3
+#define STAT_NOT_ON_WIRE STAT_EXTRA4
 
 struct event {
 	struct event_header h;
@@ -70,7 +87,15 @@ struct call {
 	u64 header;
 	struct span_ctx prev;
 	u8 had_prev;
-	u8 _pad[7];
+	u8 wire;       // enum call_wire
+	u8 _pad[6];
+	struct wire_key key; // the connection announced in wire_requests
+};
+
+enum call_wire {
+	CALL_WIRE_NONE,      // not announced (yet)
+	CALL_WIRE_ANNOUNCED, // in wire_requests under key
+	CALL_WIRE_APP,       // the app set its own traceparent: left as is
 };
 
 struct {
@@ -115,6 +140,8 @@ int client_entry(struct pt_regs *ctx)
 	span_begin(&c.h, goid, active_span(ctx, goid), 0, &c.prev, &c.had_prev);
 	if (bpf_map_update_elem(&calls, &goid, &c, BPF_ANY))
 		stat_inc(STAT_INFLIGHT_FULL);
+	if (feature_wire)
+		wire_enroll(); // before the request dials its connection
 	if (feature_inject && c.header) {
 		struct pending p = {};
 		__builtin_memcpy(p.sc.trace_id, c.h.trace_id, sizeof(p.sc.trace_id));
@@ -136,7 +163,18 @@ int client_return(struct pt_regs *ctx)
 		return 0;
 	}
 	u8 injected = 0;
-	if (c->header) {
+	if (c->wire == CALL_WIRE_ANNOUNCED) {
+		struct wire_request *r = bpf_map_lookup_elem(&wire_requests, &c->key);
+		injected = r && r->state == WIRE_INJECTED;
+		bpf_map_delete_elem(&wire_requests, &c->key);
+	}
+	if (feature_wire) {
+		if (injected)
+			stat_inc(STAT_INJECTED);
+		else if (c->wire != CALL_WIRE_APP)
+			stat_inc(STAT_NOT_ON_WIRE);
+	}
+	if (c->header && feature_inject) {
 		struct pending *p = bpf_map_lookup_elem(&pending, &c->header);
 		if (p)
 			injected = p->injected;
@@ -220,5 +258,89 @@ int inject_traceparent(struct pt_regs *ctx)
 		return 0;
 	p->injected = 1;
 	stat_inc(STAT_INJECTED);
+	return 0;
+}
+
+// read_tcp_addr reads the *net.TCPAddr held in a net.Addr interface's data
+// word: the address as IPv4-mapped IPv6 (as wire.h keys it) and the port.
+static __always_inline int read_tcp_addr(u64 addr, u8 ip[16], u16 *port)
+{
+	struct {
+		u64 ptr;
+		s64 len, cap;
+	} s;
+	if (addr == 0 || bpf_probe_read_user(&s, sizeof(s), (void *)(addr + off_tcpaddr_ip)))
+		return -1;
+	u64 p = read_u64(addr, off_tcpaddr_port);
+	if (p == 0 || p > 0xffff)
+		return -1;
+	*port = p;
+	if (s.len == 16)
+		return bpf_probe_read_user(ip, 16, (void *)s.ptr) ? -1 : 0;
+	if (s.len != 4)
+		return -1;
+	__builtin_memset(ip, 0, 10);
+	ip[10] = 0xff;
+	ip[11] = 0xff;
+	return bpf_probe_read_user(ip + 12, 4, (void *)s.ptr) ? -1 : 0;
+}
+
+//   func (pc *persistConn) roundTrip(req *transportRequest) (resp *Response, err error)
+//
+// arguments pc (word 0), req (1). Called on the caller's goroutine with the
+// connection chosen (dialled, or reused from the idle pool) before the
+// request is handed to the connection's writer.
+SEC("uprobe")
+int client_wire(struct pt_regs *ctx)
+{
+	stat_inc(STAT_ENTRY);
+	u64 goid = go_goid(ctx);
+	struct call *c = bpf_map_lookup_elem(&calls, &goid);
+	if (!c)
+		return 0;
+	if (c->wire == CALL_WIRE_ANNOUNCED) { // a retry on another connection
+		bpf_map_delete_elem(&wire_requests, &c->key);
+		c->wire = CALL_WIRE_NONE;
+	}
+	if (c->wire == CALL_WIRE_APP)
+		return 0;
+	// A traceparent the app (or an OTel SDK in it) set is sent as is, and
+	// the span joins that context: a child of the span it names.
+	struct header_refs refs = {};
+	scan_header(c->header, 1 << HDR_TRACEPARENT, &refs);
+	struct span_ctx app = {};
+	if (refs.ptr[HDR_TRACEPARENT]) {
+		c->wire = CALL_WIRE_APP;
+		stat_inc(STAT_APP_TRACEPARENT);
+		if (parse_traceparent(refs.ptr[HDR_TRACEPARENT], refs.len[HDR_TRACEPARENT], &app) == 0) {
+			__builtin_memcpy(c->h.trace_id, app.trace_id, sizeof(c->h.trace_id));
+			__builtin_memcpy(c->h.parent_span_id, app.span_id, sizeof(c->h.parent_span_id));
+			if (sampler_parent_based)
+				c->h.flags = (c->h.flags & ~SPAN_FLAG_SAMPLED) | app.flags;
+		}
+		return 0;
+	}
+	u64 pc = go_arg(ctx, 0);
+	if (read_u64(pc, off_pc_tls_state)) // encrypted: nothing to insert into
+		return 0;
+	// pc.conn is a net.Conn: {itab, data}; for plain HTTP, data is the
+	// *net.TCPConn whose conn.fd holds both addresses. Another type (a
+	// custom dialer's) yields a tuple no socket has: nothing is inserted.
+	u64 conn = read_u64(pc, off_pc_conn + 8);
+	u64 fd = read_u64(conn, off_tcpconn_conn + off_conn_fd);
+	struct wire_key k = {};
+	k.tgid = bpf_get_current_pid_tgid() >> 32;
+	if (fd == 0 || read_tcp_addr(read_u64(fd, off_netfd_laddr + 8), k.laddr, &k.lport) ||
+	    read_tcp_addr(read_u64(fd, off_netfd_raddr + 8), k.raddr, &k.rport))
+		return 0;
+	struct wire_request r = {};
+	__builtin_memcpy(r.sc.trace_id, c->h.trace_id, sizeof(r.sc.trace_id));
+	__builtin_memcpy(r.sc.span_id, c->h.span_id, sizeof(r.sc.span_id));
+	r.sc.flags = c->h.flags & SPAN_FLAG_SAMPLED;
+	r.state = WIRE_PENDING;
+	if (bpf_map_update_elem(&wire_requests, &k, &r, BPF_ANY))
+		return 0;
+	c->key = k;
+	c->wire = CALL_WIRE_ANNOUNCED;
 	return 0;
 }

@@ -31,7 +31,9 @@ type HttpClientCall struct {
 	Header  uint64
 	Prev    HttpClientSpanCtx
 	HadPrev uint8
-	Pad     [7]uint8
+	Wire    uint8
+	Pad     [6]uint8
+	Key     HttpClientWireKey
 }
 
 type HttpClientEvent struct {
@@ -83,6 +85,22 @@ type HttpClientSpanCtx struct {
 	Pad     [7]uint8
 }
 
+type HttpClientWireKey struct {
+	_     structs.HostLayout
+	Tgid  uint32
+	Lport uint16
+	Rport uint16
+	Laddr [16]uint8
+	Raddr [16]uint8
+}
+
+type HttpClientWireRequest struct {
+	_     structs.HostLayout
+	Sc    HttpClientSpanCtx
+	State uint8
+	Pad   [7]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -92,16 +110,21 @@ const (
 	HttpClientMapGoroutineSpans     = "goroutine_spans"
 	HttpClientMapPending            = "pending"
 	HttpClientMapStats              = "stats"
+	HttpClientMapWireRequests       = "wire_requests"
+	HttpClientMapWireTgids          = "wire_tgids"
 	HttpClientProgClientEntry       = "client_entry"
 	HttpClientProgClientReturn      = "client_return"
+	HttpClientProgClientWire        = "client_wire"
 	HttpClientProgInjectTraceparent = "inject_traceparent"
 	HttpClientVarExportEvent        = "__export_event"
 	HttpClientVarFeatureInject      = "feature_inject"
+	HttpClientVarFeatureWire        = "feature_wire"
 	HttpClientVarG_tlsOffset        = "g_tls_offset"
 	HttpClientVarGoRegabi           = "go_regabi"
 	HttpClientVarOffBufioBuf        = "off_bufio_buf"
 	HttpClientVarOffBufioErr        = "off_bufio_err"
 	HttpClientVarOffBufioN          = "off_bufio_n"
+	HttpClientVarOffConnFd          = "off_conn_fd"
 	HttpClientVarOffCsCipher        = "off_cs_cipher"
 	HttpClientVarOffCsVersion       = "off_cs_version"
 	HttpClientVarOffG_goid          = "off_g_goid"
@@ -111,6 +134,10 @@ const (
 	HttpClientVarOffHmapB           = "off_hmap_b"
 	HttpClientVarOffHmapBuckets     = "off_hmap_buckets"
 	HttpClientVarOffHmapOldbuckets  = "off_hmap_oldbuckets"
+	HttpClientVarOffNetfdLaddr      = "off_netfd_laddr"
+	HttpClientVarOffNetfdRaddr      = "off_netfd_raddr"
+	HttpClientVarOffPcConn          = "off_pc_conn"
+	HttpClientVarOffPcTlsState      = "off_pc_tls_state"
 	HttpClientVarOffReqHeader       = "off_req_header"
 	HttpClientVarOffReqMethod       = "off_req_method"
 	HttpClientVarOffReqUrl          = "off_req_url"
@@ -119,6 +146,9 @@ const (
 	HttpClientVarOffSwissDirlen     = "off_swiss_dirlen"
 	HttpClientVarOffSwissDirptr     = "off_swiss_dirptr"
 	HttpClientVarOffTableGroups     = "off_table_groups"
+	HttpClientVarOffTcpaddrIp       = "off_tcpaddr_ip"
+	HttpClientVarOffTcpaddrPort     = "off_tcpaddr_port"
+	HttpClientVarOffTcpconnConn     = "off_tcpconn_conn"
 	HttpClientVarOffTwHeader        = "off_tw_header"
 	HttpClientVarOffUrlHost         = "off_url_host"
 	HttpClientVarOffUrlPath         = "off_url_path"
@@ -174,6 +204,7 @@ type HttpClientSpecs struct {
 type HttpClientProgramSpecs struct {
 	ClientEntry       *ebpf.ProgramSpec `ebpf:"client_entry"`
 	ClientReturn      *ebpf.ProgramSpec `ebpf:"client_return"`
+	ClientWire        *ebpf.ProgramSpec `ebpf:"client_wire"`
 	InjectTraceparent *ebpf.ProgramSpec `ebpf:"inject_traceparent"`
 }
 
@@ -186,6 +217,8 @@ type HttpClientMapSpecs struct {
 	GoroutineSpans *ebpf.MapSpec `ebpf:"goroutine_spans"`
 	Pending        *ebpf.MapSpec `ebpf:"pending"`
 	Stats          *ebpf.MapSpec `ebpf:"stats"`
+	WireRequests   *ebpf.MapSpec `ebpf:"wire_requests"`
+	WireTgids      *ebpf.MapSpec `ebpf:"wire_tgids"`
 }
 
 // HttpClientVariableSpecs contains global variables before they are loaded into the kernel.
@@ -194,11 +227,13 @@ type HttpClientMapSpecs struct {
 type HttpClientVariableSpecs struct {
 	ExportEvent        *ebpf.VariableSpec `ebpf:"__export_event"`
 	FeatureInject      *ebpf.VariableSpec `ebpf:"feature_inject"`
+	FeatureWire        *ebpf.VariableSpec `ebpf:"feature_wire"`
 	G_tlsOffset        *ebpf.VariableSpec `ebpf:"g_tls_offset"`
 	GoRegabi           *ebpf.VariableSpec `ebpf:"go_regabi"`
 	OffBufioBuf        *ebpf.VariableSpec `ebpf:"off_bufio_buf"`
 	OffBufioErr        *ebpf.VariableSpec `ebpf:"off_bufio_err"`
 	OffBufioN          *ebpf.VariableSpec `ebpf:"off_bufio_n"`
+	OffConnFd          *ebpf.VariableSpec `ebpf:"off_conn_fd"`
 	OffCsCipher        *ebpf.VariableSpec `ebpf:"off_cs_cipher"`
 	OffCsVersion       *ebpf.VariableSpec `ebpf:"off_cs_version"`
 	OffG_goid          *ebpf.VariableSpec `ebpf:"off_g_goid"`
@@ -208,6 +243,10 @@ type HttpClientVariableSpecs struct {
 	OffHmapB           *ebpf.VariableSpec `ebpf:"off_hmap_b"`
 	OffHmapBuckets     *ebpf.VariableSpec `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets  *ebpf.VariableSpec `ebpf:"off_hmap_oldbuckets"`
+	OffNetfdLaddr      *ebpf.VariableSpec `ebpf:"off_netfd_laddr"`
+	OffNetfdRaddr      *ebpf.VariableSpec `ebpf:"off_netfd_raddr"`
+	OffPcConn          *ebpf.VariableSpec `ebpf:"off_pc_conn"`
+	OffPcTlsState      *ebpf.VariableSpec `ebpf:"off_pc_tls_state"`
 	OffReqHeader       *ebpf.VariableSpec `ebpf:"off_req_header"`
 	OffReqMethod       *ebpf.VariableSpec `ebpf:"off_req_method"`
 	OffReqUrl          *ebpf.VariableSpec `ebpf:"off_req_url"`
@@ -216,6 +255,9 @@ type HttpClientVariableSpecs struct {
 	OffSwissDirlen     *ebpf.VariableSpec `ebpf:"off_swiss_dirlen"`
 	OffSwissDirptr     *ebpf.VariableSpec `ebpf:"off_swiss_dirptr"`
 	OffTableGroups     *ebpf.VariableSpec `ebpf:"off_table_groups"`
+	OffTcpaddrIp       *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
+	OffTcpaddrPort     *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
+	OffTcpconnConn     *ebpf.VariableSpec `ebpf:"off_tcpconn_conn"`
 	OffTwHeader        *ebpf.VariableSpec `ebpf:"off_tw_header"`
 	OffUrlHost         *ebpf.VariableSpec `ebpf:"off_url_host"`
 	OffUrlPath         *ebpf.VariableSpec `ebpf:"off_url_path"`
@@ -252,6 +294,8 @@ type HttpClientMaps struct {
 	GoroutineSpans *ebpf.Map `ebpf:"goroutine_spans"`
 	Pending        *ebpf.Map `ebpf:"pending"`
 	Stats          *ebpf.Map `ebpf:"stats"`
+	WireRequests   *ebpf.Map `ebpf:"wire_requests"`
+	WireTgids      *ebpf.Map `ebpf:"wire_tgids"`
 }
 
 func (m *HttpClientMaps) Close() error {
@@ -261,6 +305,8 @@ func (m *HttpClientMaps) Close() error {
 		m.GoroutineSpans,
 		m.Pending,
 		m.Stats,
+		m.WireRequests,
+		m.WireTgids,
 	)
 }
 
@@ -270,11 +316,13 @@ func (m *HttpClientMaps) Close() error {
 type HttpClientVariables struct {
 	ExportEvent        *ebpf.Variable `ebpf:"__export_event"`
 	FeatureInject      *ebpf.Variable `ebpf:"feature_inject"`
+	FeatureWire        *ebpf.Variable `ebpf:"feature_wire"`
 	G_tlsOffset        *ebpf.Variable `ebpf:"g_tls_offset"`
 	GoRegabi           *ebpf.Variable `ebpf:"go_regabi"`
 	OffBufioBuf        *ebpf.Variable `ebpf:"off_bufio_buf"`
 	OffBufioErr        *ebpf.Variable `ebpf:"off_bufio_err"`
 	OffBufioN          *ebpf.Variable `ebpf:"off_bufio_n"`
+	OffConnFd          *ebpf.Variable `ebpf:"off_conn_fd"`
 	OffCsCipher        *ebpf.Variable `ebpf:"off_cs_cipher"`
 	OffCsVersion       *ebpf.Variable `ebpf:"off_cs_version"`
 	OffG_goid          *ebpf.Variable `ebpf:"off_g_goid"`
@@ -284,6 +332,10 @@ type HttpClientVariables struct {
 	OffHmapB           *ebpf.Variable `ebpf:"off_hmap_b"`
 	OffHmapBuckets     *ebpf.Variable `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets  *ebpf.Variable `ebpf:"off_hmap_oldbuckets"`
+	OffNetfdLaddr      *ebpf.Variable `ebpf:"off_netfd_laddr"`
+	OffNetfdRaddr      *ebpf.Variable `ebpf:"off_netfd_raddr"`
+	OffPcConn          *ebpf.Variable `ebpf:"off_pc_conn"`
+	OffPcTlsState      *ebpf.Variable `ebpf:"off_pc_tls_state"`
 	OffReqHeader       *ebpf.Variable `ebpf:"off_req_header"`
 	OffReqMethod       *ebpf.Variable `ebpf:"off_req_method"`
 	OffReqUrl          *ebpf.Variable `ebpf:"off_req_url"`
@@ -292,6 +344,9 @@ type HttpClientVariables struct {
 	OffSwissDirlen     *ebpf.Variable `ebpf:"off_swiss_dirlen"`
 	OffSwissDirptr     *ebpf.Variable `ebpf:"off_swiss_dirptr"`
 	OffTableGroups     *ebpf.Variable `ebpf:"off_table_groups"`
+	OffTcpaddrIp       *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
+	OffTcpaddrPort     *ebpf.Variable `ebpf:"off_tcpaddr_port"`
+	OffTcpconnConn     *ebpf.Variable `ebpf:"off_tcpconn_conn"`
 	OffTwHeader        *ebpf.Variable `ebpf:"off_tw_header"`
 	OffUrlHost         *ebpf.Variable `ebpf:"off_url_host"`
 	OffUrlPath         *ebpf.Variable `ebpf:"off_url_path"`
@@ -309,6 +364,7 @@ type HttpClientVariables struct {
 type HttpClientPrograms struct {
 	ClientEntry       *ebpf.Program `ebpf:"client_entry"`
 	ClientReturn      *ebpf.Program `ebpf:"client_return"`
+	ClientWire        *ebpf.Program `ebpf:"client_wire"`
 	InjectTraceparent *ebpf.Program `ebpf:"inject_traceparent"`
 }
 
@@ -316,6 +372,7 @@ func (p *HttpClientPrograms) Close() error {
 	return _HttpClientClose(
 		p.ClientEntry,
 		p.ClientReturn,
+		p.ClientWire,
 		p.InjectTraceparent,
 	)
 }

@@ -93,6 +93,17 @@ type Probe struct {
 	Uretprobe bool
 }
 
+// Features a Probe can require (Probe.Requires). The propagation mode
+// decides which is on; at most one of the two.
+const (
+	// FeatureWire: trace context inserted into outgoing requests at the
+	// socket by the kernel (sockops + sk_msg); the process is only read.
+	FeatureWire = "wire"
+	// FeatureInject: trace context written into the process's own request
+	// buffer (bpf_probe_write_user), where kernel lockdown allows it.
+	FeatureInject = "inject"
+)
+
 // Value is a constant chosen by the target's Go version.
 type Value struct {
 	Name       string // volatile const in the C program

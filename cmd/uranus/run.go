@@ -30,6 +30,10 @@ import (
 	"github.com/uranus-otel/uranus/target"
 )
 
+// propagationEnv sets --propagation's default, in the style of the OTel
+// SDKs' environment variables.
+const propagationEnv = "OTEL_URANUS_PROPAGATION"
+
 // runConfig is what the main job needs; the demo builds one too.
 type runConfig struct {
 	matcher       target.Matcher
@@ -37,7 +41,7 @@ type runConfig struct {
 	statsInterval time.Duration
 	ringBuffer    int
 	nice          int  // scheduling niceness of uranus's own threads
-	noInject      bool // do not write traceparent into outgoing requests
+	propagation   string // --propagation, or OTEL_URANUS_PROPAGATION
 	keepQuery     bool // keep query values in url.full
 	pipeline      otel.Config
 	log           *slog.Logger
@@ -60,7 +64,13 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.IntVar(&c.ringBuffer, "ring-buffer", 4<<20, "size in `bytes` of the BPF ring buffer (a power of two)")
 	fs.IntVar(&c.nice, "nice", 0, "run uranus at this `niceness` (0 to 19) to yield the CPU to the programs it watches; on a busy machine records then wait in the ring buffer and may be lost (counted)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve uranus's own counters (events lost, spans exported, …) as Prometheus text at http://`ADDR`/metrics, e.g. 127.0.0.1:9464")
-	fs.BoolVar(&c.noInject, "no-inject", false, "do not add a W3C traceparent header to outgoing HTTP requests (uranus then never writes to the target's memory)")
+	c.propagation = os.Getenv(propagationEnv)
+	fs.StringVar(&c.propagation, "propagation", c.propagation, "how trace context reaches called services: `MODE` auto, network (traceparent inserted at the socket), "+
+		"memory (written into the request buffer; refused under kernel lockdown) or off (default auto, or $"+propagationEnv+")")
+	fs.BoolFunc("no-inject", "same as --propagation off", func(string) error {
+		c.propagation = string(attach.PropagationOff)
+		return nil
+	})
 	fs.BoolVar(&c.keepQuery, "keep-query-values", false, "keep query-string values in url.full (by default each value is replaced with REDACTED)")
 	fs.Func("tls-capture-bytes", "export the first `N` bytes of each TLS Read and Write as events of the span they happen in (0: off; turns the tls-tap instrumentor on; exposes plaintext: see the README)", gotls.SetCaptureBytes)
 	fs.Func("func", "trace this function: a span per call with its arguments and results; a `SIGNATURE` in Go syntax, "+
@@ -164,11 +174,9 @@ func run(ctx context.Context, c runConfig) error {
 		return err
 	}
 	httpclient.KeepQueryValues = c.keepQuery
-	inject := !c.noInject
-	if inject && !attach.InjectionAllowed() {
-		log.Warn("kernel lockdown forbids BPF writes to process memory: trace context is not injected into outgoing requests; "+
-			"spans still nest within each process", "lockdown", attach.Lockdown())
-		inject = false
+	prop, err := attach.ParsePropagation(c.propagation)
+	if err != nil {
+		return err
 	}
 	att, err := attach.New(attach.Options{
 		Instrumentors:   list,
@@ -176,14 +184,15 @@ func run(ctx context.Context, c runConfig) error {
 		Pipeline:        pipeline,
 		Logger:          log,
 		RingBufferBytes: c.ringBuffer,
-		Features:        map[string]bool{"inject": inject},
+		Propagation:     prop,
 		Constants:       sampler.Constants(),
 	})
 	if err != nil {
 		return err
 	}
+	mode, why := att.Propagation()
 	log.Info("uranus started", "target", c.matcher.String(), "exporting to", pipeline.Describe(),
-		"sampler", sampler.Description, "inject traceparent", inject)
+		"sampler", sampler.Description, "propagation", mode, "because", why)
 	if w := attach.PrivilegeWarning(); w != "" && c.matcher.PID == 0 {
 		log.Warn(w)
 	}
@@ -347,6 +356,10 @@ func logStats(log *slog.Logger, att *attach.Attacher, p *otel.Pipeline, last rep
 	}
 	if d := s.Probes.InflightFull - last.probes.InflightFull; d > 0 {
 		log.Warn("calls not recorded: in-flight map full", "count", d)
+	}
+	if w := s.Wire; final && w != (attach.WireCounters{}) {
+		log.Info("trace context on the wire", "connections_watched", w.Enrolled, "traceparent_inserted", w.Injected,
+			"not_http1", w.NotHTTP1, "kernel_refused", w.Failed+w.EnrollFailed)
 	}
 	if s.BadRecords > 0 && final {
 		log.Warn("records that could not be decoded", "count", s.BadRecords, "last", s.LastBad)

@@ -1,8 +1,10 @@
 // Package httpclient instruments net/http clients: one CLIENT span per
 // request a Transport sends (two probe hits), a child of the span active in
 // the sending goroutine, and a W3C traceparent written into the outgoing
-// request (one more hit; the feature "inject") so the server it calls
-// continues the trace.
+// request so the server it calls continues the trace: inserted by the
+// kernel as the request leaves the socket (one more hit; the feature
+// "wire"), or written into the request's buffer (one more hit; the feature
+// "inject", where the kernel allows BPF to write process memory).
 package httpclient
 
 import (
@@ -40,7 +42,12 @@ var Instrumentor = &instrumentors.Instrumentor{
 	}, {
 		Symbol:   "net/http.(*transferWriter).writeHeader",
 		Entry:    "inject_traceparent",
-		Requires: "inject",
+		Requires: instrumentors.FeatureInject,
+	}, {
+		Symbol:   "net/http.(*persistConn).roundTrip",
+		Entry:    "client_wire",
+		Requires: instrumentors.FeatureWire,
+		Optional: true,
 	}},
 	Consts: append([]instrumentors.Const{
 		{Name: "off_req_method", Field: offsets.Field{Struct: "net/http.Request", Member: "Method"}},
@@ -59,9 +66,18 @@ var Instrumentor = &instrumentors.Instrumentor{
 		{Name: "off_bufio_err", Field: offsets.Field{Struct: "bufio.Writer", Member: "err"}},
 		{Name: "off_bufio_buf", Field: offsets.Field{Struct: "bufio.Writer", Member: "buf"}},
 		{Name: "off_bufio_n", Field: offsets.Field{Struct: "bufio.Writer", Member: "n"}},
+		{Name: "off_pc_conn", Field: offsets.Field{Struct: "net/http.persistConn", Member: "conn"}},
+		{Name: "off_pc_tls_state", Field: offsets.Field{Struct: "net/http.persistConn", Member: "tlsState"}},
+		{Name: "off_tcpconn_conn", Field: offsets.Field{Struct: "net.TCPConn", Member: "conn"}},
+		{Name: "off_conn_fd", Field: offsets.Field{Struct: "net.conn", Member: "fd"}},
+		{Name: "off_netfd_laddr", Field: offsets.Field{Struct: "net.netFD", Member: "laddr"}},
+		{Name: "off_netfd_raddr", Field: offsets.Field{Struct: "net.netFD", Member: "raddr"}},
+		{Name: "off_tcpaddr_ip", Field: offsets.Field{Struct: "net.TCPAddr", Member: "IP"}},
+		{Name: "off_tcpaddr_port", Field: offsets.Field{Struct: "net.TCPAddr", Member: "Port"}},
 	}, instrumentors.HeaderConsts...),
 	Convert: convert,
-	Stats:   [4]string{"traceparent injected", "app's own traceparent kept", "not injected: no room in the write buffer"},
+	Stats: [4]string{"traceparent injected", "app's own traceparent kept", "not injected: no room in the write buffer",
+		"not injected on the wire: not plain HTTP/1 on a connection opened since uranus started"},
 }
 
 type event = bpf.HttpClientEvent

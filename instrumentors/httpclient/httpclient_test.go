@@ -67,11 +67,14 @@ type pair struct {
 func startPair(t *testing.T, va, vb string) *pair {
 	a := e2e.Start(t, e2e.BuildTarget(t, "relay", va, testapp.Options{}))
 	b := e2e.Start(t, e2e.BuildTarget(t, "relay", vb, testapp.Options{Stripped: true}))
-	p := &pair{a: a, b: b, inject: attach.InjectionAllowed(),
-		aPID: fmt.Sprint(a.Cmd.Process.Pid), bPID: fmt.Sprint(b.Cmd.Process.Pid)}
+	p := &pair{a: a, b: b, aPID: fmt.Sprint(a.Cmd.Process.Pid), bPID: fmt.Sprint(b.Cmd.Process.Pid)}
 	p.s = e2e.Attach(t, all, a.Cmd.Process.Pid, b.Cmd.Process.Pid)
+	mode, why := p.s.Attacher.Propagation()
+	p.inject = mode != attach.PropagationOff
 	if !p.inject {
-		t.Logf("kernel lockdown %q forbids injection: checking in-process nesting, and that B is a trace of its own", attach.Lockdown())
+		t.Logf("propagation off (%s): checking in-process nesting, and that B is a trace of its own", why)
+	} else {
+		t.Logf("propagation %s (%s)", mode, why)
 	}
 	return p
 }

@@ -185,14 +185,14 @@ type Session struct {
 }
 
 // Attach starts uranus with the given instrumentors and attaches it to pids,
-// with trace-context injection on and the sampler from the environment, as
-// the uranus command runs by default.
+// with trace-context propagation auto and the sampler from the environment,
+// as the uranus command runs by default.
 func Attach(t testing.TB, list []*instrumentors.Instrumentor, pids ...int) *Session {
 	t.Helper()
 	return attachWith(t, list, false, pids...)
 }
 
-// AttachNoInject is Attach with injection off (--no-inject).
+// AttachNoInject is Attach with propagation off (--propagation off).
 func AttachNoInject(t testing.TB, list []*instrumentors.Instrumentor, pids ...int) *Session {
 	t.Helper()
 	return attachWith(t, list, true, pids...)
@@ -219,12 +219,16 @@ func attachWith(t testing.TB, list []*instrumentors.Instrumentor, noInject bool,
 		t.Fatal(err)
 	}
 	logBuf := &strings.Builder{}
+	propagation := attach.PropagationAuto
+	if noInject {
+		propagation = attach.PropagationOff
+	}
 	att, err := attach.New(attach.Options{
 		Instrumentors: list,
 		Table:         table,
 		Pipeline:      pipeline,
 		Logger:        slog.New(slog.NewTextHandler(io.MultiWriter(logBuf, testWriter{t}), nil)),
-		Features:      map[string]bool{"inject": !noInject && attach.InjectionAllowed()},
+		Propagation:   propagation,
 		Constants:     sampler.Constants(),
 	})
 	if err != nil {

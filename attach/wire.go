@@ -1,0 +1,240 @@
+package attach
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/uranus-otel/uranus/bpf"
+	"github.com/uranus-otel/uranus/instrumentors"
+)
+
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target amd64 -output-dir ../bpf -go-package bpf -type wire_key -type wire_request Wire ../bpf/wire.c -- -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror
+
+// Propagation is how trace context reaches the services a target calls.
+type Propagation string
+
+const (
+	// PropagationAuto picks network where the socket programs attach,
+	// else memory where the kernel allows it, else off.
+	PropagationAuto Propagation = "auto"
+	// PropagationNetwork inserts traceparent into outgoing HTTP/1 requests
+	// as they leave the socket (sockops + sk_msg on the cgroup v2 root):
+	// nothing is written into the target's memory, so kernel lockdown
+	// does not stand in the way.
+	PropagationNetwork Propagation = "network"
+	// PropagationMemory writes traceparent into the target's request
+	// buffer with bpf_probe_write_user, which kernel lockdown forbids.
+	PropagationMemory Propagation = "memory"
+	// PropagationOff sends nothing: each service's spans form their own
+	// traces, nested within the process.
+	PropagationOff Propagation = "off"
+)
+
+// ParsePropagation reads a --propagation value.
+func ParsePropagation(s string) (Propagation, error) {
+	switch p := Propagation(strings.ToLower(strings.TrimSpace(s))); p {
+	case PropagationAuto, PropagationNetwork, PropagationMemory, PropagationOff:
+		return p, nil
+	case "":
+		return PropagationAuto, nil
+	}
+	return "", fmt.Errorf("propagation %q: use auto, network, memory or off", s)
+}
+
+// wire is the socket half of network-level propagation, loaded once for
+// all targets: the uprobes of each target announce requests in its maps.
+type wire struct {
+	objs   wireObjects
+	links  []link.Link
+	cgroup string
+}
+
+// wireObjects are the parts of bpf/wire.c that uranus loads; its other
+// maps (the shared ring buffer, say, which it never uses) are not created.
+type wireObjects struct {
+	Sockops  *ebpf.Program `ebpf:"wire_sockops"`
+	Msg      *ebpf.Program `ebpf:"wire_msg"`
+	Requests *ebpf.Map     `ebpf:"wire_requests"`
+	Tgids    *ebpf.Map     `ebpf:"wire_tgids"`
+	Socks    *ebpf.Map     `ebpf:"wire_socks"`
+	Stats    *ebpf.Map     `ebpf:"wire_stats"`
+}
+
+// WireCounters mirror enum wire_stat in bpf/wire.c.
+type WireCounters struct {
+	Enrolled     uint64 // connections of traced processes watched
+	EnrollFailed uint64 // connections the socket map refused
+	Injected     uint64 // traceparent headers inserted
+	NotHTTP1     uint64 // announced requests whose first bytes were not an HTTP/1 request line
+	Failed       uint64 // messages the kernel would not grow (sent unchanged)
+}
+
+// openWire loads the socket programs and attaches them: sockops to the
+// cgroup v2 root, so that every connection on the host passes it (only
+// those of traced processes are enrolled), and sk_msg to the socket map.
+// Both as bpf_links, which the kernel removes when uranus exits, however
+// it exits.
+func openWire() (*wire, error) {
+	cg, err := cgroup2Root()
+	if err != nil {
+		return nil, err
+	}
+	spec, err := bpf.LoadWire()
+	if err != nil {
+		return nil, fmt.Errorf("loading the socket programs' spec: %w", err)
+	}
+	w := &wire{cgroup: cg}
+	if err := spec.LoadAndAssign(&w.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("the kernel rejected the socket programs: %+v", ve)
+		}
+		return nil, permissionHint("loading the socket programs (sockops, sk_msg; they need CAP_NET_ADMIN besides CAP_SYS_ADMIN)", err)
+	}
+	// sk_msg first: a socket enrolled before it is attached would not be
+	// watched.
+	msg, err := link.AttachRawLink(link.RawLinkOptions{
+		Target:  w.objs.Socks.FD(),
+		Program: w.objs.Msg,
+		Attach:  ebpf.AttachSkMsgVerdict,
+	})
+	if err != nil {
+		w.close()
+		return nil, permissionHint("attaching the sk_msg program to its socket map (needs Linux 6.10 or later for a bpf_link)", err)
+	}
+	w.links = append(w.links, msg)
+	ops, err := link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: ebpf.AttachCGroupSockOps, Program: w.objs.Sockops})
+	if err != nil {
+		w.close()
+		return nil, permissionHint("attaching the sockops program to cgroup "+cg+" (needs CAP_NET_ADMIN)", err)
+	}
+	w.links = append(w.links, ops)
+	return w, nil
+}
+
+func (w *wire) close() {
+	for i := len(w.links) - 1; i >= 0; i-- {
+		w.links[i].Close()
+	}
+	w.links = nil
+	for _, p := range []*ebpf.Program{w.objs.Sockops, w.objs.Msg} {
+		if p != nil {
+			p.Close()
+		}
+	}
+	for _, m := range []*ebpf.Map{w.objs.Requests, w.objs.Tgids, w.objs.Socks, w.objs.Stats} {
+		if m != nil {
+			m.Close()
+		}
+	}
+}
+
+// wireMap returns the socket programs' map that every target's collection
+// uses in place of its own, by name; nil when there is none.
+func (a *Attacher) wireMap(name string) *ebpf.Map {
+	if a.wire == nil {
+		return nil
+	}
+	switch name {
+	case "wire_requests":
+		return a.wire.objs.Requests
+	case "wire_tgids":
+		return a.wire.objs.Tgids
+	}
+	return nil
+}
+
+// forget removes the processes that the given sources enrolled.
+func (w *wire) forget(sources map[uint32]bool) {
+	var tgid, src uint32
+	var gone []uint32
+	it := w.objs.Tgids.Iterate()
+	for it.Next(&tgid, &src) {
+		if sources[src] {
+			gone = append(gone, tgid)
+		}
+	}
+	for _, t := range gone {
+		w.objs.Tgids.Delete(t)
+	}
+}
+
+func (w *wire) counters() WireCounters {
+	var c WireCounters
+	fields := []*uint64{&c.Enrolled, &c.EnrollFailed, &c.Injected, &c.NotHTTP1, &c.Failed}
+	for i, f := range fields {
+		var perCPU []uint64
+		if err := w.objs.Stats.Lookup(uint32(i), &perCPU); err == nil {
+			for _, v := range perCPU {
+				*f += v
+			}
+		}
+	}
+	return c
+}
+
+// cgroup2Root finds where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup
+// on unified systems, /sys/fs/cgroup/unified on hybrid ones.
+func cgroup2Root() (string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", fmt.Errorf("finding the cgroup v2 mount: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
+		fields := strings.Fields(sc.Text())
+		for i, fld := range fields {
+			if fld == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && len(fields) > 4 {
+				return fields[4], nil
+			}
+		}
+	}
+	return "", errors.New("no cgroup v2 hierarchy is mounted: network-level propagation attaches to it " +
+		"(mount one: mount -t cgroup2 none /sys/fs/cgroup/unified), or use --propagation memory or off")
+}
+
+// resolvePropagation turns the requested mode into the one that runs, with
+// the reason said once at start; w is the loaded socket half when the
+// result is network.
+func resolvePropagation(want Propagation) (got Propagation, w *wire, why string, err error) {
+	switch want {
+	case PropagationOff:
+		return PropagationOff, nil, "asked for", nil
+	case PropagationMemory:
+		if !InjectionAllowed() {
+			return "", nil, "", fmt.Errorf("--propagation memory: kernel lockdown %q forbids BPF writes to process memory; use --propagation network (or auto)", Lockdown())
+		}
+		return PropagationMemory, nil, "asked for", nil
+	case PropagationNetwork:
+		w, err := openWire()
+		if err != nil {
+			return "", nil, "", fmt.Errorf("--propagation network: %w", err)
+		}
+		return PropagationNetwork, w, "asked for", nil
+	}
+	w, err = openWire()
+	if err == nil {
+		return PropagationNetwork, w, "socket programs attached to cgroup " + w.cgroup, nil
+	}
+	if InjectionAllowed() {
+		return PropagationMemory, nil, "socket programs unavailable (" + err.Error() + "); the kernel allows writes to process memory", nil
+	}
+	return PropagationOff, nil, fmt.Sprintf("socket programs unavailable (%v) and kernel lockdown %q forbids writes to process memory: "+
+		"each service's spans form traces of their own", err, Lockdown()), nil
+}
+
+// features are the probe features the propagation mode turns on.
+func (p Propagation) features() map[string]bool {
+	return map[string]bool{
+		instrumentors.FeatureWire:   p == PropagationNetwork,
+		instrumentors.FeatureInject: p == PropagationMemory,
+	}
+}

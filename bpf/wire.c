@@ -1,0 +1,210 @@
+//go:build ignore
+
+// Trace context on the wire (see wire.h): a sockops program on the cgroup v2
+// root enrolls the TCP connections that traced processes open, and an sk_msg
+// program on those sockets inserts a traceparent header after the request
+// line of the request a uprobe announced in wire_requests.
+//
+// Safety first: every other socket on the host is never enrolled; on an
+// enrolled socket a message passes untouched unless its connection has a
+// request announced and not yet sent, and that message begins with a
+// complete HTTP/1 request line. Whatever fails after the message was grown
+// is undone, so the peer receives either the original bytes or the original
+// bytes plus one complete header line.
+#include "uranus.h"
+#include "tracecontext.h"
+#include "wire.h"
+
+#include <bpf/bpf_endian.h>
+
+#define AF_INET 2
+#define AF_INET6 10
+#define SK_PASS 1
+
+// Longest request line looked at: Go's Transport writes the request line and
+// headers in one message (its 4 KiB buffer); a longer line goes out as is.
+#define MAX_REQUEST_LINE 2048
+
+// Counters of the socket programs (named in attach/wire.go).
+enum wire_stat {
+	WIRE_STAT_ENROLLED,      // connections of traced processes watched
+	WIRE_STAT_ENROLL_FAILED, // the socket map refused a connection
+	WIRE_STAT_INJECTED,      // traceparent headers inserted
+	WIRE_STAT_NOT_HTTP1,     // announced requests whose bytes were not HTTP/1
+	WIRE_STAT_FAILED,        // the kernel refused to grow or read a message
+	WIRE_STAT_COUNT,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, WIRE_STAT_COUNT);
+	__type(key, u32);
+	__type(value, u64);
+} wire_stats SEC(".maps");
+
+static __always_inline void wire_stat(u32 which)
+{
+	u64 *v = bpf_map_lookup_elem(&wire_stats, &which);
+	if (v)
+		*v += 1;
+}
+
+// Connections being opened by traced processes, by socket cookie: connect()
+// runs in the process, but the connection is established later in softirq,
+// where the process is unknown.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, u64);
+	__type(value, u32);
+} wire_connecting SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 65536);
+	__type(key, u64); // socket cookie
+	__type(value, u64);
+} wire_socks SEC(".maps");
+
+SEC("sockops")
+int wire_sockops(struct bpf_sock_ops *skops)
+{
+	u64 cookie;
+	switch (skops->op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB: {
+		u32 tgid = bpf_get_current_pid_tgid() >> 32;
+		if (!bpf_map_lookup_elem(&wire_tgids, &tgid))
+			return 1;
+		cookie = bpf_get_socket_cookie(skops);
+		bpf_map_update_elem(&wire_connecting, &cookie, &tgid, BPF_ANY);
+		return 1;
+	}
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		cookie = bpf_get_socket_cookie(skops);
+		if (!bpf_map_lookup_elem(&wire_connecting, &cookie))
+			return 1;
+		bpf_map_delete_elem(&wire_connecting, &cookie);
+		if (bpf_sock_hash_update(skops, &wire_socks, &cookie, BPF_NOEXIST) == 0)
+			wire_stat(WIRE_STAT_ENROLLED);
+		else
+			wire_stat(WIRE_STAT_ENROLL_FAILED);
+		return 1;
+	}
+	return 1;
+}
+
+static __always_inline void v4_mapped(u8 dst[16], u32 ip4)
+{
+	__builtin_memset(dst, 0, 10);
+	dst[10] = 0xff;
+	dst[11] = 0xff;
+	__builtin_memcpy(dst + 12, &ip4, 4);
+}
+
+static __always_inline int msg_key(struct sk_msg_md *msg, struct wire_key *k)
+{
+	k->tgid = bpf_get_current_pid_tgid() >> 32;
+	k->lport = msg->local_port;
+	k->rport = bpf_ntohl(msg->remote_port);
+	if (msg->family == AF_INET) {
+		v4_mapped(k->laddr, msg->local_ip4);
+		v4_mapped(k->raddr, msg->remote_ip4);
+		return 0;
+	}
+	if (msg->family != AF_INET6)
+		return -1;
+	u32 a[4];
+	a[0] = msg->local_ip6[0];
+	a[1] = msg->local_ip6[1];
+	a[2] = msg->local_ip6[2];
+	a[3] = msg->local_ip6[3];
+	__builtin_memcpy(k->laddr, a, 16);
+	a[0] = msg->remote_ip6[0];
+	a[1] = msg->remote_ip6[1];
+	a[2] = msg->remote_ip6[2];
+	a[3] = msg->remote_ip6[3];
+	__builtin_memcpy(k->raddr, a, 16);
+	return 0;
+}
+
+// request_line_end returns the offset just past the "\r\n" of the HTTP/1
+// request line that starts the message ("METHOD target HTTP/1.x\r\n"), or
+// -1 when the message does not start with one.
+static __always_inline int request_line_end(struct sk_msg_md *msg)
+{
+	u32 want = msg->size < MAX_REQUEST_LINE ? msg->size : MAX_REQUEST_LINE;
+	if (want < 16 || bpf_msg_pull_data(msg, 0, want, 0))
+		return -1;
+	u8 *p = msg->data, *end = msg->data_end;
+	// The method: upper-case letters, then a space.
+	int i = 0;
+	for (; i < 16; i++) {
+		if ((void *)(p + i + 1) > (void *)end)
+			return -1;
+		if (p[i] == ' ')
+			break;
+		if (p[i] < 'A' || p[i] > 'Z')
+			return -1;
+	}
+	if (i == 0 || i == 16)
+		return -1;
+	for (int j = 0; j < MAX_REQUEST_LINE; j++) {
+		u8 *c = p + j;
+		if ((void *)(c + 1) > (void *)end)
+			return -1;
+		if (*c != '\n')
+			continue;
+		// " HTTP/1.x\r\n": the 10 bytes before '\n' and the '\n'.
+		if (j < 12)
+			return -1;
+		u8 *v = c - 10;
+		if ((void *)v < (void *)p || (void *)(v + 11) > (void *)end)
+			return -1;
+		if (v[0] != ' ' || v[1] != 'H' || v[2] != 'T' || v[3] != 'T' || v[4] != 'P' || v[5] != '/' ||
+		    v[6] != '1' || v[7] != '.' || (v[8] != '0' && v[8] != '1') || v[9] != '\r')
+			return -1;
+		return j + 1;
+	}
+	return -1;
+}
+
+SEC("sk_msg")
+int wire_msg(struct sk_msg_md *msg)
+{
+	struct wire_key k = {};
+	if (msg_key(msg, &k))
+		return SK_PASS;
+	struct wire_request *r = bpf_map_lookup_elem(&wire_requests, &k);
+	if (!r || r->state != WIRE_PENDING)
+		return SK_PASS; // no request announced, or its header went already
+	// From here on this request's bytes are decided: whatever happens, later
+	// messages (its body) pass untouched.
+	int at = request_line_end(msg);
+	if (at < 0) {
+		r->state = WIRE_NOT_HTTP1;
+		wire_stat(WIRE_STAT_NOT_HTTP1);
+		return SK_PASS;
+	}
+	u8 line[TRACEPARENT_HEADER_LEN];
+	format_traceparent_header(line, r->sc.trace_id, r->sc.span_id, r->sc.flags);
+	line[0] = 't'; // lower case, as HTTP/2 requires and OTel SDKs send
+	if (bpf_msg_push_data(msg, at, sizeof(line), 0)) {
+		r->state = WIRE_FAILED;
+		wire_stat(WIRE_STAT_FAILED);
+		return SK_PASS;
+	}
+	if (bpf_msg_pull_data(msg, at, at + sizeof(line), 0))
+		goto undo;
+	u8 *d = msg->data;
+	if ((void *)(d + sizeof(line)) > msg->data_end)
+		goto undo;
+	__builtin_memcpy(d, line, sizeof(line));
+	r->state = WIRE_INJECTED;
+	wire_stat(WIRE_STAT_INJECTED);
+	return SK_PASS;
+undo:
+	bpf_msg_pop_data(msg, at, sizeof(line), 0);
+	r->state = WIRE_FAILED;
+	wire_stat(WIRE_STAT_FAILED);
+	return SK_PASS;
+}
