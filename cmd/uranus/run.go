@@ -40,9 +40,9 @@ type runConfig struct {
 	instrument    string // comma list of instrumentor IDs, "" for the defaults
 	statsInterval time.Duration
 	ringBuffer    int
-	nice          int  // scheduling niceness of uranus's own threads
+	nice          int    // scheduling niceness of uranus's own threads
 	propagation   string // --propagation, or OTEL_URANUS_PROPAGATION
-	keepQuery     bool // keep query values in url.full
+	keepQuery     bool   // keep query values in url.full
 	pipeline      otel.Config
 	log           *slog.Logger
 	// onAttach, when set, is called after each target is attached.
