@@ -6,9 +6,15 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"flag"
 	"fmt"
+	"io"
 	"io/ioutil"
+	"math/rand"
 	"net"
 	"net/http"
 	"os"
@@ -108,6 +114,14 @@ func main() {
 		_, err := c.Get(r.URL.Query().Get("url"))
 		fmt.Fprint(w, err)
 	})
+	// Requests whose bytes a network-level injector could corrupt, sent to
+	// a checking server (the test's) that verifies each one: see wirecheck.
+	mux.HandleFunc("/wirecheck", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		n, _ := strconv.Atoi(q.Get("n"))
+		workers, _ := strconv.Atoi(q.Get("workers"))
+		fmt.Fprint(w, wirecheck(q.Get("url"), q.Get("kind"), n, workers))
+	})
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -118,4 +132,134 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+}
+
+// wirecheck sends n requests of one kind to url, from workers goroutines
+// (each keeps its connection alive), and returns "ok N" or the first
+// failure. Each request carries the SHA-256 of its body in X-Body-Sha256,
+// which the checking server compares with what it received.
+//
+//	keepalive  GET, no body
+//	body       POST with a 1 MiB body of known length
+//	chunked    POST with a 256 KiB body sent chunked (length unknown)
+//	bigheader  GET with 6 KiB of headers: the header block spans writes
+//	own        GET carrying the app's own traceparent
+//	pipelined  three GETs written at once on a raw connection (not a
+//	           Transport: nothing of uranus's may touch them)
+func wirecheck(url, kind string, n, workers int) string {
+	if workers < 1 {
+		workers = 1
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: workers}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	errs := make(chan string, workers)
+	var wg sync.WaitGroup
+	per := n / workers
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func(seed int64) {
+			defer wg.Done()
+			rnd := rand.New(rand.NewSource(seed))
+			for j := 0; j < per; j++ {
+				if err := wireRequest(c, rnd, url, kind); err != "" {
+					errs <- fmt.Sprintf("request %d: %s", j, err)
+					return
+				}
+			}
+		}(int64(i))
+	}
+	wg.Wait()
+	select {
+	case e := <-errs:
+		return "error: " + e
+	default:
+	}
+	return fmt.Sprintf("ok %d", per*workers)
+}
+
+func wireRequest(c *http.Client, rnd *rand.Rand, url, kind string) string {
+	var body []byte
+	method := "GET"
+	switch kind {
+	case "body":
+		body = make([]byte, 1<<20)
+	case "chunked":
+		body = make([]byte, 256<<10)
+	}
+	if body != nil {
+		method = "POST"
+		rnd.Read(body)
+	}
+	if kind == "pipelined" {
+		return pipelined(url)
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+		if kind == "chunked" {
+			rd = ioutil.NopCloser(rd) // hides the length: sent chunked
+		}
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		return err.Error()
+	}
+	sum := sha256.Sum256(body)
+	req.Header.Set("X-Body-Sha256", hex.EncodeToString(sum[:]))
+	switch kind {
+	case "bigheader":
+		for i := 0; i < 6; i++ {
+			req.Header.Set(fmt.Sprintf("X-Big-%d", i), strings.Repeat(string(rune('a'+i)), 1000))
+		}
+	case "own":
+		req.Header.Set("Traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := ioutil.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return fmt.Sprintf("status %d: %s", resp.StatusCode, b)
+	}
+	return ""
+}
+
+// pipelined writes three requests in one write on a connection of its own
+// and reads the three responses.
+func pipelined(url string) string {
+	host := strings.TrimPrefix(url, "http://")
+	path := "/"
+	if i := strings.IndexByte(host, '/'); i >= 0 {
+		host, path = host[:i], host[i:]
+	}
+	conn, err := net.Dial("tcp", host)
+	if err != nil {
+		return err.Error()
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	empty := sha256.Sum256(nil)
+	var reqs bytes.Buffer
+	for i := 0; i < 3; i++ {
+		fmt.Fprintf(&reqs, "GET %s HTTP/1.1\r\nHost: %s\r\nX-Body-Sha256: %s\r\nX-Pipelined: %d\r\n\r\n", path, host, hex.EncodeToString(empty[:]), i)
+	}
+	if _, err := conn.Write(reqs.Bytes()); err != nil {
+		return err.Error()
+	}
+	br := bufio.NewReader(conn)
+	for i := 0; i < 3; i++ {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return fmt.Sprintf("pipelined response %d: %v", i, err)
+		}
+		b, _ := ioutil.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Sprintf("pipelined status %d: %s", resp.StatusCode, b)
+		}
+	}
+	return ""
 }
