@@ -151,6 +151,15 @@ func New(opts Options) (*Attacher, error) {
 	for name, on := range prop.features() {
 		features[name] = on
 	}
+	if w != nil {
+		for _, p := range []*ebpf.Program{w.objs.Sockops, w.objs.Msg} {
+			if info, err := p.Info(); err == nil {
+				if id, ok := info.ID(); ok {
+					opts.Logger.Debug("loaded BPF program", "program", info.Name, "prog_id", id)
+				}
+			}
+		}
+	}
 	a := &Attacher{
 		opts:        opts,
 		log:         opts.Logger,

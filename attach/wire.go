@@ -62,6 +62,7 @@ type wireObjects struct {
 	Msg      *ebpf.Program `ebpf:"wire_msg"`
 	Requests *ebpf.Map     `ebpf:"wire_requests"`
 	Tgids    *ebpf.Map     `ebpf:"wire_tgids"`
+	Sent     *ebpf.Map     `ebpf:"wire_sent"`
 	Socks    *ebpf.Map     `ebpf:"wire_socks"`
 	Stats    *ebpf.Map     `ebpf:"wire_stats"`
 }
@@ -73,6 +74,8 @@ type WireCounters struct {
 	Injected     uint64 // traceparent headers inserted
 	NotHTTP1     uint64 // announced requests whose first bytes were not an HTTP/1 request line
 	Failed       uint64 // messages the kernel would not grow (sent unchanged)
+	Unannounced  uint64 // messages on watched connections with no request announced
+	Decided      uint64 // later messages of a request (bodies), passed as they are
 }
 
 // openWire loads the socket programs and attaches them: sockops to the
@@ -128,7 +131,7 @@ func (w *wire) close() {
 			p.Close()
 		}
 	}
-	for _, m := range []*ebpf.Map{w.objs.Requests, w.objs.Tgids, w.objs.Socks, w.objs.Stats} {
+	for _, m := range []*ebpf.Map{w.objs.Requests, w.objs.Tgids, w.objs.Sent, w.objs.Socks, w.objs.Stats} {
 		if m != nil {
 			m.Close()
 		}
@@ -146,28 +149,52 @@ func (a *Attacher) wireMap(name string) *ebpf.Map {
 		return a.wire.objs.Requests
 	case "wire_tgids":
 		return a.wire.objs.Tgids
+	case "wire_sent":
+		return a.wire.objs.Sent
 	}
 	return nil
 }
 
-// forget removes the processes that the given sources enrolled.
+// forget removes the processes that the given sources enrolled, and what
+// they left in the request maps (a process that exited mid-request).
 func (w *wire) forget(sources map[uint32]bool) {
 	var tgid, src uint32
-	var gone []uint32
+	gone := map[uint32]bool{}
 	it := w.objs.Tgids.Iterate()
 	for it.Next(&tgid, &src) {
 		if sources[src] {
-			gone = append(gone, tgid)
+			gone[tgid] = true
 		}
 	}
-	for _, t := range gone {
+	for t := range gone {
 		w.objs.Tgids.Delete(t)
+	}
+	var key bpf.WireWireKey
+	var req bpf.WireWireRequest
+	var keys []bpf.WireWireKey
+	for it := w.objs.Requests.Iterate(); it.Next(&key, &req); {
+		if gone[key.Tgid] {
+			keys = append(keys, key)
+		}
+	}
+	for _, k := range keys {
+		w.objs.Requests.Delete(k)
+	}
+	var span uint64
+	var spans []uint64
+	for it := w.objs.Sent.Iterate(); it.Next(&span, &tgid); {
+		if gone[tgid] {
+			spans = append(spans, span)
+		}
+	}
+	for _, s := range spans {
+		w.objs.Sent.Delete(s)
 	}
 }
 
 func (w *wire) counters() WireCounters {
 	var c WireCounters
-	fields := []*uint64{&c.Enrolled, &c.EnrollFailed, &c.Injected, &c.NotHTTP1, &c.Failed}
+	fields := []*uint64{&c.Enrolled, &c.EnrollFailed, &c.Injected, &c.NotHTTP1, &c.Failed, &c.Unannounced, &c.Decided}
 	for i, f := range fields {
 		var perCPU []uint64
 		if err := w.objs.Stats.Lookup(uint32(i), &perCPU); err == nil {

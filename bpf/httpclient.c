@@ -164,9 +164,11 @@ int client_return(struct pt_regs *ctx)
 	}
 	u8 injected = 0;
 	if (c->wire == CALL_WIRE_ANNOUNCED) {
-		struct wire_request *r = bpf_map_lookup_elem(&wire_requests, &c->key);
-		injected = r && r->state == WIRE_INJECTED;
-		bpf_map_delete_elem(&wire_requests, &c->key);
+		u64 sid = span_key(c->h.span_id);
+		injected = bpf_map_lookup_elem(&wire_sent, &sid) != 0;
+		if (injected)
+			bpf_map_delete_elem(&wire_sent, &sid);
+		wire_withdraw(&c->key, c->h.span_id);
 	}
 	if (feature_wire) {
 		if (injected)
@@ -299,7 +301,7 @@ int client_wire(struct pt_regs *ctx)
 	if (!c)
 		return 0;
 	if (c->wire == CALL_WIRE_ANNOUNCED) { // a retry on another connection
-		bpf_map_delete_elem(&wire_requests, &c->key);
+		wire_withdraw(&c->key, c->h.span_id);
 		c->wire = CALL_WIRE_NONE;
 	}
 	if (c->wire == CALL_WIRE_APP)
@@ -338,6 +340,7 @@ int client_wire(struct pt_regs *ctx)
 	__builtin_memcpy(r.sc.span_id, c->h.span_id, sizeof(r.sc.span_id));
 	r.sc.flags = c->h.flags & SPAN_FLAG_SAMPLED;
 	r.state = WIRE_PENDING;
+	r.owner = span_key(c->h.span_id);
 	if (bpf_map_update_elem(&wire_requests, &k, &r, BPF_ANY))
 		return 0;
 	c->key = k;

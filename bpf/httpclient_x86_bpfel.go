@@ -97,8 +97,8 @@ type HttpClientWireKey struct {
 type HttpClientWireRequest struct {
 	_     structs.HostLayout
 	Sc    HttpClientSpanCtx
-	State uint8
-	Pad   [7]uint8
+	Owner uint64
+	State uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -111,6 +111,7 @@ const (
 	HttpClientMapPending            = "pending"
 	HttpClientMapStats              = "stats"
 	HttpClientMapWireRequests       = "wire_requests"
+	HttpClientMapWireSent           = "wire_sent"
 	HttpClientMapWireTgids          = "wire_tgids"
 	HttpClientProgClientEntry       = "client_entry"
 	HttpClientProgClientReturn      = "client_return"
@@ -218,6 +219,7 @@ type HttpClientMapSpecs struct {
 	Pending        *ebpf.MapSpec `ebpf:"pending"`
 	Stats          *ebpf.MapSpec `ebpf:"stats"`
 	WireRequests   *ebpf.MapSpec `ebpf:"wire_requests"`
+	WireSent       *ebpf.MapSpec `ebpf:"wire_sent"`
 	WireTgids      *ebpf.MapSpec `ebpf:"wire_tgids"`
 }
 
@@ -295,6 +297,7 @@ type HttpClientMaps struct {
 	Pending        *ebpf.Map `ebpf:"pending"`
 	Stats          *ebpf.Map `ebpf:"stats"`
 	WireRequests   *ebpf.Map `ebpf:"wire_requests"`
+	WireSent       *ebpf.Map `ebpf:"wire_sent"`
 	WireTgids      *ebpf.Map `ebpf:"wire_tgids"`
 }
 
@@ -306,6 +309,7 @@ func (m *HttpClientMaps) Close() error {
 		m.Pending,
 		m.Stats,
 		m.WireRequests,
+		m.WireSent,
 		m.WireTgids,
 	)
 }

@@ -32,6 +32,8 @@ enum wire_stat {
 	WIRE_STAT_INJECTED,      // traceparent headers inserted
 	WIRE_STAT_NOT_HTTP1,     // announced requests whose bytes were not HTTP/1
 	WIRE_STAT_FAILED,        // the kernel refused to grow or read a message
+	WIRE_STAT_UNANNOUNCED,   // messages on watched connections with no request announced
+	WIRE_STAT_DECIDED,       // messages after their request's header was decided (bodies)
 	WIRE_STAT_COUNT,
 };
 
@@ -175,18 +177,25 @@ int wire_msg(struct sk_msg_md *msg)
 	if (msg_key(msg, &k))
 		return SK_PASS;
 	struct wire_request *r = bpf_map_lookup_elem(&wire_requests, &k);
-	if (!r || r->state != WIRE_PENDING)
-		return SK_PASS; // no request announced, or its header went already
-	// From here on this request's bytes are decided: whatever happens, later
+	if (!r || r->owner == 0) {
+		wire_stat(WIRE_STAT_UNANNOUNCED);
+		return SK_PASS;
+	}
+	// Claim the request: from here on its bytes are decided, and later
 	// messages (its body) pass untouched.
+	if (__sync_val_compare_and_swap(&r->state, WIRE_PENDING, WIRE_NOT_HTTP1) != WIRE_PENDING) {
+		wire_stat(WIRE_STAT_DECIDED);
+		return SK_PASS;
+	}
+	struct span_ctx sc = r->sc;
+	u64 owner = r->owner;
 	int at = request_line_end(msg);
 	if (at < 0) {
-		r->state = WIRE_NOT_HTTP1;
 		wire_stat(WIRE_STAT_NOT_HTTP1);
 		return SK_PASS;
 	}
 	u8 line[TRACEPARENT_HEADER_LEN];
-	format_traceparent_header(line, r->sc.trace_id, r->sc.span_id, r->sc.flags);
+	format_traceparent_header(line, sc.trace_id, sc.span_id, sc.flags);
 	line[0] = 't'; // lower case, as HTTP/2 requires and OTel SDKs send
 	if (bpf_msg_push_data(msg, at, sizeof(line), 0)) {
 		r->state = WIRE_FAILED;
@@ -200,6 +209,7 @@ int wire_msg(struct sk_msg_md *msg)
 		goto undo;
 	__builtin_memcpy(d, line, sizeof(line));
 	r->state = WIRE_INJECTED;
+	bpf_map_update_elem(&wire_sent, &owner, &k.tgid, BPF_ANY);
 	wire_stat(WIRE_STAT_INJECTED);
 	return SK_PASS;
 undo:

@@ -31,17 +31,49 @@ enum wire_state {
 
 struct wire_request {
 	struct span_ctx sc;
-	u8 state;  // enum wire_state
-	u8 _pad[7];
+	u64 owner;  // the span's id as a u64; 0 once its client withdrew it
+	u64 state;  // enum wire_state; 64 bits for atomic compare-and-swap
 };
 
-// Requests waiting for their bytes, by connection.
+// Requests waiting for their bytes, by connection. Entries are never
+// deleted by the programs: a client withdraws its own by clearing owner
+// with a compare-and-swap, because a lookup-then-delete could remove the
+// next request's entry, announced on the same connection in between (Go
+// returns a connection to its idle pool before handing a bodyless response
+// to the caller: seen under load, ~1 request in 2,000). LRU bounds what
+// closed connections leave; user space removes a detached process's entries.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct wire_key);
 	__type(value, struct wire_request);
 } wire_requests SEC(".maps");
+
+// Requests whose traceparent went out, by span id (its 8 bytes as a u64):
+// their client's return reads it here, since by then the connection may
+// carry the next request already.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, u64);
+	__type(value, u32); // tgid, for clean-up
+} wire_sent SEC(".maps");
+
+static __always_inline u64 span_key(const u8 span_id[8])
+{
+	u64 k;
+	__builtin_memcpy(&k, span_id, sizeof(k));
+	return k;
+}
+
+// wire_withdraw takes back the request of span_id announced under key, if
+// it is still that one and not a later request on the same connection.
+static __always_inline void wire_withdraw(const struct wire_key *key, const u8 span_id[8])
+{
+	struct wire_request *r = bpf_map_lookup_elem(&wire_requests, key);
+	if (r)
+		__sync_val_compare_and_swap(&r->owner, span_key(span_id), 0);
+}
 
 // Processes whose new connections are enrolled, by tgid; the value is the
 // source_id of the program that registered it, so that user space can remove

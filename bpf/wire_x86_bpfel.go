@@ -33,8 +33,8 @@ type WireWireKey struct {
 type WireWireRequest struct {
 	_     structs.HostLayout
 	Sc    WireSpanCtx
-	State uint8
-	Pad   [7]uint8
+	Owner uint64
+	State uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -46,6 +46,7 @@ const (
 	WireMapStats              = "stats"
 	WireMapWireConnecting     = "wire_connecting"
 	WireMapWireRequests       = "wire_requests"
+	WireMapWireSent           = "wire_sent"
 	WireMapWireSocks          = "wire_socks"
 	WireMapWireStats          = "wire_stats"
 	WireMapWireTgids          = "wire_tgids"
@@ -115,6 +116,7 @@ type WireMapSpecs struct {
 	Stats          *ebpf.MapSpec `ebpf:"stats"`
 	WireConnecting *ebpf.MapSpec `ebpf:"wire_connecting"`
 	WireRequests   *ebpf.MapSpec `ebpf:"wire_requests"`
+	WireSent       *ebpf.MapSpec `ebpf:"wire_sent"`
 	WireSocks      *ebpf.MapSpec `ebpf:"wire_socks"`
 	WireStats      *ebpf.MapSpec `ebpf:"wire_stats"`
 	WireTgids      *ebpf.MapSpec `ebpf:"wire_tgids"`
@@ -158,6 +160,7 @@ type WireMaps struct {
 	Stats          *ebpf.Map `ebpf:"stats"`
 	WireConnecting *ebpf.Map `ebpf:"wire_connecting"`
 	WireRequests   *ebpf.Map `ebpf:"wire_requests"`
+	WireSent       *ebpf.Map `ebpf:"wire_sent"`
 	WireSocks      *ebpf.Map `ebpf:"wire_socks"`
 	WireStats      *ebpf.Map `ebpf:"wire_stats"`
 	WireTgids      *ebpf.Map `ebpf:"wire_tgids"`
@@ -170,6 +173,7 @@ func (m *WireMaps) Close() error {
 		m.Stats,
 		m.WireConnecting,
 		m.WireRequests,
+		m.WireSent,
 		m.WireSocks,
 		m.WireStats,
 		m.WireTgids,

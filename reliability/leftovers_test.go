@@ -53,7 +53,8 @@ func testNothingLeftBehind(t *testing.T, sig syscall.Signal) {
 	started, _ := s.waitLine(t, 0, "uranus started")
 	s.waitLine(t, 0, "msg=attached", fmt.Sprintf("pid=%d", a.pid()))
 	// Probes that serve a feature are attached only when it is on.
-	sites := probeSites(t, a.pid(), map[string]bool{"inject": logField(started, "inject traceparent") == "true"})
+	prop := logField(started, "propagation")
+	sites := probeSites(t, a.pid(), map[string]bool{"inject": prop == "memory", "wire": prop == "network"})
 	const n = 20
 	for i := 0; i < n; i++ {
 		mustFetch(t, fmt.Sprintf("http://%s/work/%d", a.addr, i))

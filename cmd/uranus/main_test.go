@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -404,7 +405,74 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo output lacks %q:\n%s", want, text)
 		}
 	}
+	// Trace context crosses from shop to stock unless uranus said why not.
+	if !strings.Contains(text, "trace context is not sent") && !strings.Contains(text, "└─ GET /stock/{sku}  server   stock") {
+		t.Errorf("demo drew no stock span inside a shop trace:\n%s", text)
+	}
 	if n := strings.Count(text, "\ntrace "); n < 6 {
 		t.Errorf("demo drew %d traces for 6 requests:\n%s", n, text)
+	}
+}
+
+// TestPropagationLeavesNothing: with propagation on the wire, the sockops
+// program is attached to the cgroup v2 root while uranus runs, and after
+// SIGTERM and after SIGKILL neither it nor the sk_msg program is left in the
+// kernel; the target's connections, enrolled in the socket map meanwhile,
+// go on working.
+func TestPropagationLeavesNothing(t *testing.T) {
+	e2e.RequireBPF(t)
+	target := e2e.Start(t, e2e.BuildTarget(t, "relay", "1.24.13", testapp.Options{}))
+	call := "http://" + target.Addr + "/call?url=" + url.QueryEscape("http://"+target.Addr+"/echo-traceparent")
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			s := startUranus(t, []string{"OTEL_TRACES_EXPORTER=none"}, "--pid", fmt.Sprint(target.Cmd.Process.Pid), "--log-level", "debug", "--propagation", "network")
+			s.waitFor(t, "attached", "http-client")
+			get(t, call)
+			ids := regexp.MustCompile(`program=(wire_\w+) prog_id=(\d+)`).FindAllStringSubmatch(s.log(), -1)
+			if len(ids) != 2 {
+				t.Fatalf("uranus logged %d socket programs, want 2 (wire_sockops, wire_msg)", len(ids))
+			}
+			attached := func() []string {
+				out, err := exec.Command("bpftool", "cgroup", "tree").CombinedOutput()
+				if err != nil {
+					t.Fatalf("bpftool cgroup tree: %v: %s", err, out)
+				}
+				var found []string
+				for _, line := range strings.Split(string(out), "\n") {
+					for _, id := range ids {
+						if f := strings.Fields(line); len(f) > 0 && f[0] == id[2] {
+							found = append(found, id[1])
+						}
+					}
+				}
+				return found
+			}
+			if got := attached(); len(got) != 1 || got[0] != "wire_sockops" {
+				t.Fatalf("bpftool cgroup tree shows %q of uranus's programs, want wire_sockops", got)
+			}
+			if sig == syscall.SIGTERM {
+				s.stop(t)
+			} else {
+				s.cmd.Process.Kill()
+				s.cmd.Wait()
+			}
+			// The kernel releases a dead process's links and programs
+			// asynchronously: give it a moment.
+			for i := 0; i < 50 && len(attached()) > 0; i++ {
+				time.Sleep(100 * time.Millisecond)
+			}
+			if got := attached(); len(got) > 0 {
+				t.Errorf("after %v, bpftool cgroup tree still shows %q", sig, got)
+			}
+			for i := 0; i < 50; i++ {
+				if err := exec.Command("bpftool", "prog", "show", "id", ids[0][2]).Run(); err != nil {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			assertNoProgramsLeft(t, s)
+			// The connections enrolled while uranus ran still carry requests.
+			get(t, call)
+		})
 	}
 }

@@ -191,6 +191,9 @@ func run(ctx context.Context, c runConfig) error {
 		return err
 	}
 	mode, why := att.Propagation()
+	if mode == attach.PropagationOff && prop != attach.PropagationOff {
+		log.Warn("trace context is not sent to called services: "+why+"; spans still nest within each process", "propagation", mode)
+	}
 	log.Info("uranus started", "target", c.matcher.String(), "exporting to", pipeline.Describe(),
 		"sampler", sampler.Description, "propagation", mode, "because", why)
 	if w := attach.PrivilegeWarning(); w != "" && c.matcher.PID == 0 {

@@ -210,21 +210,29 @@ func TestWireLoad(t *testing.T) {
 		t.Fatalf("relay says %q; server found %d bad requests", got, len(bad))
 	}
 	ids := map[string]bool{}
+	var invalid []string
 	for _, tp := range tps {
-		m := traceparentRE.FindStringSubmatch(tp)
-		if m == nil {
-			t.Fatalf("traceparent %q", tp)
+		if m := traceparentRE.FindStringSubmatch(tp); m != nil {
+			ids[m[2]] = true
+		} else {
+			invalid = append(invalid, tp)
 		}
-		ids[m[2]] = true
 	}
-	if len(tps) != n || len(ids) != n || conns != 4 {
-		t.Errorf("server saw %d requests with %d distinct parent ids on %d connections; want %d, %d, 4", len(tps), len(ids), conns, n, n)
+	// Go's Transport dials a spare connection now and then when none is
+	// idle at the instant a request starts: a few more than 4 is normal.
+	if len(tps) != n || len(ids) != n || conns > 8 {
+		t.Errorf("server saw %d requests with %d distinct parent ids on %d connections; want %d, %d, at most 8; %d without a valid traceparent, first %q",
+			len(tps), len(ids), conns, n, n, len(invalid), append(invalid, "")[0])
 	}
 	cs := s.Targets[0].Counters()[httpclient.Instrumentor.ID]
 	if cs.Extra[0] != n || cs.Extra[3] != 0 || cs.NoEntry != 0 || cs.InflightFull != 0 {
 		t.Errorf("client counters %+v: want %d injected and no losses", cs, n)
 	}
-	t.Logf("wire counters %+v", s.Attacher.Stats().Wire)
+	w := s.Attacher.Stats().Wire
+	if w.Injected != n || w.Unannounced != 0 || w.Failed != 0 {
+		t.Errorf("socket programs' counters %+v: want %d inserted, nothing unannounced or failed", w, n)
+	}
+	t.Logf("%d requests on %d connections; socket programs' counters %+v", n, conns, w)
 }
 
 // pythonEcho starts Python's http.server answering every GET with the
