@@ -84,6 +84,12 @@ type WireCounters struct {
 // Both as bpf_links, which the kernel removes when uranus exits, however
 // it exits.
 func openWire() (*wire, error) {
+	return loadWire(true)
+}
+
+// loadWire loads the socket programs, and attaches them when attachLinks
+// is set; without, it only tells whether they would load.
+func loadWire(attachLinks bool) (*wire, error) {
 	cg, err := cgroup2Root()
 	if err != nil {
 		return nil, err
@@ -99,6 +105,9 @@ func openWire() (*wire, error) {
 			return nil, fmt.Errorf("the kernel rejected the socket programs: %+v", ve)
 		}
 		return nil, permissionHint("loading the socket programs (sockops, sk_msg; they need CAP_NET_ADMIN besides CAP_SYS_ADMIN)", err)
+	}
+	if !attachLinks {
+		return w, nil
 	}
 	// sk_msg first: a socket enrolled before it is attached would not be
 	// watched.
@@ -228,10 +237,24 @@ func cgroup2Root() (string, error) {
 		"(mount one: mount -t cgroup2 none /sys/fs/cgroup/unified), or use --propagation memory or off")
 }
 
+// PropagationFor says which mode uranus would run with when asked for want,
+// and why, without attaching anything (uranus inspect).
+func PropagationFor(want Propagation) (Propagation, string, error) {
+	got, w, why, err := resolve(want, func() (*wire, error) { return loadWire(false) })
+	if w != nil {
+		w.close()
+	}
+	return got, why, err
+}
+
 // resolvePropagation turns the requested mode into the one that runs, with
 // the reason said once at start; w is the loaded socket half when the
 // result is network.
 func resolvePropagation(want Propagation) (got Propagation, w *wire, why string, err error) {
+	return resolve(want, openWire)
+}
+
+func resolve(want Propagation, openWire func() (*wire, error)) (got Propagation, w *wire, why string, err error) {
 	switch want {
 	case PropagationOff:
 		return PropagationOff, nil, "asked for", nil
@@ -249,7 +272,7 @@ func resolvePropagation(want Propagation) (got Propagation, w *wire, why string,
 	}
 	w, err = openWire()
 	if err == nil {
-		return PropagationNetwork, w, "socket programs attached to cgroup " + w.cgroup, nil
+		return PropagationNetwork, w, "socket programs load and attach to cgroup " + w.cgroup, nil
 	}
 	if InjectionAllowed() {
 		return PropagationMemory, nil, "socket programs unavailable (" + err.Error() + "); the kernel allows writes to process memory", nil

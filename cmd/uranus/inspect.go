@@ -108,6 +108,10 @@ type inspectReport struct {
 	// default, or of those named with --instrument.
 	WillAttach int  `json:"will_attach"`
 	chosen     bool // --instrument was given
+	// Propagation is how uranus would send trace context to called
+	// services on this machine ($OTEL_URANUS_PROPAGATION, default auto).
+	Propagation    string `json:"propagation"`
+	PropagationWhy string `json:"propagation_reason"`
 }
 
 type inspectedInst struct {
@@ -203,6 +207,18 @@ func inspectMain(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "uranus inspect:", err)
 		return 1
+	}
+	if rep.Go {
+		want, err := attach.ParsePropagation(os.Getenv(propagationEnv))
+		if err != nil {
+			fmt.Fprintln(stderr, "uranus inspect: $"+propagationEnv+":", err)
+			return 2
+		}
+		mode, why, err := attach.PropagationFor(want)
+		if err != nil {
+			mode, why = attach.PropagationOff, err.Error()
+		}
+		rep.Propagation, rep.PropagationWhy = string(mode), why
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -410,6 +426,9 @@ func writeInspectText(w io.Writer, r *inspectReport) {
 	}
 	row("Go", r.GoVersion)
 	row("architecture", r.Arch)
+	if r.Propagation != "" {
+		row("propagation", r.Propagation+" ("+r.PropagationWhy+")")
+	}
 	switch r.ABI {
 	case "register":
 		row("ABI", "register (arguments in registers; goroutine pointer in R14)")

@@ -59,6 +59,9 @@ var hexNumber = regexp.MustCompile(`0x[0-9a-f]+`)
 // offsets depend only on the toolchain and stay.
 func normaliseInspect(text string, rep inspectReport) string {
 	text = strings.ReplaceAll(text, rep.Path, "BINARY")
+	if rep.PropagationWhy != "" {
+		text = strings.ReplaceAll(text, rep.PropagationWhy, "REASON") // the machine's
+	}
 	var probes []inspectedProbe
 	for _, in := range rep.Instrumentors {
 		probes = append(probes, in.Probes...)
@@ -133,6 +136,10 @@ func TestInspectGoBinaries(t *testing.T) {
 				}
 				if hasSettings && stripped && rep.BuildSettings["-ldflags"] != "-s -w" {
 					t.Errorf("-ldflags setting %q, want \"-s -w\"", rep.BuildSettings["-ldflags"])
+				}
+				// This project's machines allow trace context on the wire.
+				if os.Getenv("CI") == "true" && rep.Propagation != "network" {
+					t.Errorf("propagation %q (%s), want network in CI", rep.Propagation, rep.PropagationWhy)
 				}
 				if len(rep.Instrumentors) == 0 || rep.WillAttach == 0 {
 					t.Fatalf("nothing will attach: %+v", rep.Instrumentors)
