@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -233,8 +234,37 @@ func cgroup2Root() (string, error) {
 			}
 		}
 	}
-	return "", errors.New("no cgroup v2 hierarchy is mounted: network-level propagation attaches to it " +
-		"(mount one: mount -t cgroup2 none /sys/fs/cgroup/unified), or use --propagation memory or off")
+	if err := sc.Err(); err != nil {
+		return "", fmt.Errorf("finding the cgroup v2 mount: %w", err)
+	}
+	// A container often sees no cgroup v2 mount, though its processes are
+	// in the hierarchy: mount it privately (this mount namespace only).
+	if dir, err := mountCgroup2(); err == nil {
+		return dir, nil
+	} else {
+		return "", fmt.Errorf("no cgroup v2 hierarchy is mounted, and mounting one failed (%v): network-level propagation attaches to it "+
+			"(mount one: mount -t cgroup2 none /sys/fs/cgroup/unified), or use --propagation memory or off", err)
+	}
+}
+
+// mountCgroup2 mounts the cgroup v2 hierarchy on a directory of its own,
+// in the first writable place of a read-only container.
+func mountCgroup2() (string, error) {
+	var errs []error
+	for _, base := range []string{"/run", "/dev/shm", "/tmp"} {
+		dir := base + "/uranus-cgroup2"
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := syscall.Mount("none", dir, "cgroup2", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {
+			os.Remove(dir)
+			errs = append(errs, fmt.Errorf("mount -t cgroup2 none %s: %w", dir, err))
+			continue
+		}
+		return dir, nil
+	}
+	return "", errors.Join(errs...)
 }
 
 // PropagationFor says which mode uranus would run with when asked for want,

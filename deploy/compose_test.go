@@ -142,6 +142,15 @@ func TestComposeDemo(t *testing.T) {
 		}
 	}
 
+	// Trace context crossed from shop to stock on the wire: the sidecar
+	// mounted the cgroup v2 hierarchy it could not see and attached there.
+	traces, err := jaeger.WaitTraces(query, "shop", func(ts []jaeger.Trace) bool { return joined(ts) })
+	if err != nil {
+		t.Errorf("no shop trace holds a stock server span under a shop client span: %v (%d traces)", err, len(traces))
+		out, _ := run(compose[0], composeArgs("logs", "--no-color", "uranus-shop")...)
+		t.Logf("uranus-shop's log:\n%s", out)
+	}
+
 	// The experiment behind the capability choice, repeated: without
 	// CAP_SYS_ADMIN uranus cannot load BPF or attach uprobes.
 	ctr, err := run(compose[0], composeArgs("ps", "-q", "stock")...)
@@ -160,6 +169,25 @@ func hasSpan(traces []jaeger.Trace, op string) bool {
 	for _, tr := range traces {
 		for _, s := range tr.Spans {
 			if s.OperationName == op {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// joined tells whether a trace holds a stock server span whose parent is a
+// shop client span.
+func joined(traces []jaeger.Trace) bool {
+	for _, tr := range traces {
+		clients := map[string]bool{}
+		for _, s := range tr.Spans {
+			if kind, _ := jaeger.Tag(s.Tags, "span.kind"); kind == "client" && tr.Processes[s.ProcessID].ServiceName == "shop" {
+				clients[s.SpanID] = true
+			}
+		}
+		for _, s := range tr.Spans {
+			if s.OperationName == "GET /stock/{sku}" && tr.Processes[s.ProcessID].ServiceName == "stock" && clients[s.Parent()] {
 				return true
 			}
 		}
