@@ -40,6 +40,7 @@ func main() {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		fmt.Fprintf(w, "slept %dms\n", ms)
 	})
+	mux.HandleFunc("/fetch", fetch)
 	registerRoutes(mux)
 
 	ln, err := net.Listen("tcp", *addr)
