@@ -26,6 +26,9 @@ type Plan struct {
 	OffsetsFrom string            // "offsets table" or "target DWARF"
 	MapEntries  map[string][]instrumentors.MapEntry
 	State       any // from the instrumentor's Dynamic, for Convert
+	// ConstFields names the member each present offset in Consts was read
+	// from: which of a Const's names this target's Go version has.
+	ConstFields map[string]offsets.Field
 	// Unreported are values the attached programs leave out for this
 	// target, because it has none of the members they come from; attach
 	// warns about each.
@@ -147,8 +150,12 @@ func planOne(p *Plan, bin *binary.File, offs map[offsets.Field]offsets.Offset, o
 	if len(missing) > 0 {
 		return fmt.Sprintf("%s has no %v", bin.GoVersion, missing)
 	}
-	for k, v := range consts {
-		p.Consts[k] = v
+	p.ConstFields = make(map[string]offsets.Field, len(consts))
+	for k, c := range consts {
+		p.Consts[k] = c.value
+		if c.value != OffsetAbsent {
+			p.ConstFields[k] = c.field
+		}
 	}
 	p.Unreported = unreported
 	for _, v := range inst.Values {
@@ -166,26 +173,32 @@ func planOne(p *Plan, bin *binary.File, offs map[offsets.Field]offsets.Offset, o
 	return ""
 }
 
+// resolvedConst is a Const's offset and the name it was found under.
+type resolvedConst struct {
+	value uint64 // OffsetAbsent when none of its names is present
+	field offsets.Field
+}
+
 // resolveConsts gives each of consts the offset of the first of its names
 // present in offs (one Go version's layout), or OffsetAbsent. missing lists
 // the required members that have none of their names; unreported, the
 // Optional ones whose absence loses a value (Const.Reports), one entry per
 // value.
-func resolveConsts(consts []instrumentors.Const, offs map[offsets.Field]offsets.Offset) (vals map[string]uint64, unreported []Unreported, missing []string) {
-	vals = make(map[string]uint64, len(consts))
+func resolveConsts(consts []instrumentors.Const, offs map[offsets.Field]offsets.Offset) (vals map[string]resolvedConst, unreported []Unreported, missing []string) {
+	vals = make(map[string]resolvedConst, len(consts))
 	for _, c := range consts {
 		names := c.Names()
 		found := false
 		for _, f := range names {
 			if o, ok := offs[f]; ok && o.Present {
-				vals[c.Name], found = o.Value, true
+				vals[c.Name], found = resolvedConst{o.Value, f}, true
 				break
 			}
 		}
 		switch {
 		case found:
 		case c.Optional:
-			vals[c.Name] = OffsetAbsent
+			vals[c.Name] = resolvedConst{value: OffsetAbsent}
 			if c.Reports != "" {
 				unreported = addUnreported(unreported, c.Reports, c.Name, names)
 			}

@@ -231,11 +231,14 @@ func TestResolveConstsAlternatives(t *testing.T) {
 		alt2 := alt
 		alt2.Name = "off_status2"
 		vals, unreported, missing := resolveConsts([]instrumentors.Const{alt, quiet, alt2}, c.offs)
-		if vals["off_status"] != c.want {
-			t.Errorf("%s: off_status = %#x, want %#x", c.name, vals["off_status"], c.want)
+		if vals["off_status"].value != c.want {
+			t.Errorf("%s: off_status = %#x, want %#x", c.name, vals["off_status"].value, c.want)
 		}
-		if vals["off_quiet"] != OffsetAbsent {
-			t.Errorf("%s: off_quiet = %#x, want absent", c.name, vals["off_quiet"])
+		if f := vals["off_status"].field; (c.want == 240 && f != newF) || (c.want == 72 && f != oldF) {
+			t.Errorf("%s: off_status read from %v", c.name, f)
+		}
+		if vals["off_quiet"].value != OffsetAbsent {
+			t.Errorf("%s: off_quiet = %#x, want absent", c.name, vals["off_quiet"].value)
 		}
 		if len(missing) != 0 {
 			t.Errorf("%s: optional members reported missing: %v", c.name, missing)
