@@ -112,7 +112,9 @@ func convert(record []byte, s *otel.Span, _ instrumentors.Target) error {
 	if statusKnown {
 		s.Attrs = append(s.Attrs, semconv.HTTPResponseStatusCode(status))
 	} else {
-		// No status rather than a made-up 200; attach warned why.
+		// No status rather than a made-up 200: the response writer is of
+		// a kind, or from a Go version, whose status the program cannot
+		// read (for a Go version, attach warned).
 		s.Attrs = append(s.Attrs, instrumentors.Unreported(string(semconv.HTTPResponseStatusCodeKey)))
 	}
 	s.Attrs = append(s.Attrs, gotls.ConnAttrs(e.TlsVersion, e.TlsCipher)...)
