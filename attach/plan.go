@@ -26,6 +26,25 @@ type Plan struct {
 	OffsetsFrom string            // "offsets table" or "target DWARF"
 	MapEntries  map[string][]instrumentors.MapEntry
 	State       any // from the instrumentor's Dynamic, for Convert
+	// ConstFields names the member each present offset in Consts was read
+	// from: which of a Const's names this target's Go version has.
+	ConstFields map[string]offsets.Field
+	// Unreported are values the attached programs leave out for this
+	// target, because it has none of the members they come from; attach
+	// warns about each.
+	Unreported []Unreported
+}
+
+// Unreported is a value an instrumentor cannot report for one target: its
+// Go version has none of the names of the member it is read from.
+type Unreported struct {
+	Value   string          // the Consts' Reports
+	Consts  []string        // the BPF constants, which get OffsetAbsent
+	Missing []offsets.Field // every name tried, for all of them
+}
+
+func (u Unreported) String() string {
+	return fmt.Sprintf("%s (%v: none of %v)", u.Value, u.Consts, u.Missing)
 }
 
 // PlannedProbe is a declared probe resolved in the binary.
@@ -127,22 +146,18 @@ func planOne(p *Plan, bin *binary.File, offs map[offsets.Field]offsets.Offset, o
 	if len(inst.Consts) > 0 && offErr != nil {
 		return offErr.Error()
 	}
-	var missing []string
-	for _, c := range inst.Consts {
-		o, ok := offs[c.Field]
-		switch {
-		case ok && o.Present:
-			p.Consts[c.Name] = o.Value
-		case c.Optional:
-			p.Consts[c.Name] = OffsetAbsent
-		default:
-			missing = append(missing, c.Field.String())
-		}
-	}
+	consts, unreported, missing := resolveConsts(inst.Consts, offs)
 	if len(missing) > 0 {
-		sort.Strings(missing)
 		return fmt.Sprintf("%s has no %v", bin.GoVersion, missing)
 	}
+	p.ConstFields = make(map[string]offsets.Field, len(consts))
+	for k, c := range consts {
+		p.Consts[k] = c.value
+		if c.value != OffsetAbsent {
+			p.ConstFields[k] = c.field
+		}
+	}
+	p.Unreported = unreported
 	for _, v := range inst.Values {
 		if _, done := p.Consts[v.Name]; done {
 			continue
@@ -156,6 +171,56 @@ func planOne(p *Plan, bin *binary.File, offs map[offsets.Field]offsets.Offset, o
 		}
 	}
 	return ""
+}
+
+// resolvedConst is a Const's offset and the name it was found under.
+type resolvedConst struct {
+	value uint64 // OffsetAbsent when none of its names is present
+	field offsets.Field
+}
+
+// resolveConsts gives each of consts the offset of the first of its names
+// present in offs (one Go version's layout), or OffsetAbsent. missing lists
+// the required members that have none of their names; unreported, the
+// Optional ones whose absence loses a value (Const.Reports), one entry per
+// value.
+func resolveConsts(consts []instrumentors.Const, offs map[offsets.Field]offsets.Offset) (vals map[string]resolvedConst, unreported []Unreported, missing []string) {
+	vals = make(map[string]resolvedConst, len(consts))
+	for _, c := range consts {
+		names := c.Names()
+		found := false
+		for _, f := range names {
+			if o, ok := offs[f]; ok && o.Present {
+				vals[c.Name], found = resolvedConst{o.Value, f}, true
+				break
+			}
+		}
+		switch {
+		case found:
+		case c.Optional:
+			vals[c.Name] = resolvedConst{value: OffsetAbsent}
+			if c.Reports != "" {
+				unreported = addUnreported(unreported, c.Reports, c.Name, names)
+			}
+		case len(names) == 1:
+			missing = append(missing, c.Field.String())
+		default:
+			missing = append(missing, fmt.Sprintf("any of %v", names))
+		}
+	}
+	sort.Strings(missing)
+	return vals, unreported, missing
+}
+
+func addUnreported(list []Unreported, value, name string, names []offsets.Field) []Unreported {
+	for i := range list {
+		if list[i].Value == value {
+			list[i].Consts = append(list[i].Consts, name)
+			list[i].Missing = append(list[i].Missing, names...)
+			return list
+		}
+	}
+	return append(list, Unreported{Value: value, Consts: []string{name}, Missing: names})
 }
 
 // resolveOffsets reads the offsets of fields for bin's Go version.

@@ -6,8 +6,11 @@ import (
 	"strings"
 	"testing"
 
+	version "github.com/hashicorp/go-version"
+
 	"github.com/uranus-otel/uranus/binary"
 	"github.com/uranus-otel/uranus/instrumentors"
+	"github.com/uranus-otel/uranus/instrumentors/all"
 	"github.com/uranus-otel/uranus/instrumentors/httpserver"
 	"github.com/uranus-otel/uranus/internal/testapp"
 	"github.com/uranus-otel/uranus/offsets"
@@ -165,5 +168,91 @@ func TestPlanOffsetsFallback(t *testing.T) {
 	}
 	if !strings.Contains(plans[0].Skip, offsets.Regenerate) {
 		t.Errorf("stripped: skip %q, want it to name %q", plans[0].Skip, offsets.Regenerate)
+	}
+}
+
+// TestNoSilentAbsence: for every Go version the offsets table was generated
+// from and every registered instrumentor that attaches to it, each required
+// member, and each optional member whose absence loses a value
+// (Const.Reports), is present under one of its names. A release that moves
+// a member (Go 1.27 moved HTTP/2 into net/http/internal/http2) fails here
+// until the instrumentor names the new place, instead of quietly reporting
+// a default.
+func TestNoSilentAbsence(t *testing.T) {
+	tab := embedded(t)
+	fields := instrumentors.Fields(all.List)
+	checked := tab.Checked()
+	if len(checked) == 0 {
+		t.Fatal("the offsets table lists no checked Go versions")
+	}
+	for _, v := range checked {
+		offs, err := tab.Lookup(v, fields)
+		if err != nil {
+			t.Errorf("go%s: %v", v, err)
+			continue
+		}
+		for _, inst := range all.List {
+			if inst.GoVersions != "" && !version.MustConstraints(version.NewConstraint(inst.GoVersions)).Check(v) {
+				continue
+			}
+			_, unreported, missing := resolveConsts(inst.Consts, offs)
+			if len(missing) > 0 {
+				t.Errorf("go%s: %s cannot attach: no %v", v, inst.ID, missing)
+			}
+			for _, u := range unreported {
+				t.Errorf("go%s: %s cannot report %s", v, inst.ID, u)
+			}
+		}
+	}
+}
+
+// TestResolveConstsAlternatives: the first name present wins; with none, an
+// optional member is absent and, when it carries a value, reported as such,
+// while a required one names every place it looked.
+func TestResolveConstsAlternatives(t *testing.T) {
+	oldF := offsets.Field{Struct: "net/http.http2responseWriterState", Member: "status"}
+	newF := offsets.Field{Struct: "net/http/internal/http2.responseWriterState", Member: "status"}
+	alt := instrumentors.Const{Name: "off_status", Field: oldF, Or: []offsets.Field{newF}, Optional: true, Reports: "the status"}
+	quiet := instrumentors.Const{Name: "off_quiet", Field: offsets.Field{Struct: "net/http.Request", Member: "Pattern"}, Optional: true}
+	required := alt
+	required.Name, required.Optional, required.Reports = "off_required", false, ""
+
+	for _, c := range []struct {
+		name       string
+		offs       map[offsets.Field]offsets.Offset
+		want       uint64
+		unreported bool
+	}{
+		{"old name", map[offsets.Field]offsets.Offset{oldF: {Value: 72, Present: true}, newF: {}}, 72, false},
+		{"new name", map[offsets.Field]offsets.Offset{oldF: {}, newF: {Value: 240, Present: true}}, 240, false},
+		{"both: first wins", map[offsets.Field]offsets.Offset{oldF: {Value: 72, Present: true}, newF: {Value: 240, Present: true}}, 72, false},
+		{"neither", map[offsets.Field]offsets.Offset{oldF: {}}, OffsetAbsent, true},
+	} {
+		alt2 := alt
+		alt2.Name = "off_status2"
+		vals, unreported, missing := resolveConsts([]instrumentors.Const{alt, quiet, alt2}, c.offs)
+		if vals["off_status"].value != c.want {
+			t.Errorf("%s: off_status = %#x, want %#x", c.name, vals["off_status"].value, c.want)
+		}
+		if f := vals["off_status"].field; (c.want == 240 && f != newF) || (c.want == 72 && f != oldF) {
+			t.Errorf("%s: off_status read from %v", c.name, f)
+		}
+		if vals["off_quiet"].value != OffsetAbsent {
+			t.Errorf("%s: off_quiet = %#x, want absent", c.name, vals["off_quiet"].value)
+		}
+		if len(missing) != 0 {
+			t.Errorf("%s: optional members reported missing: %v", c.name, missing)
+		}
+		if got := len(unreported) > 0; got != c.unreported {
+			t.Errorf("%s: unreported %v, want some: %v", c.name, unreported, c.unreported)
+		} else if got && (len(unreported) != 1 || unreported[0].Value != "the status" || len(unreported[0].Consts) != 2 || len(unreported[0].Missing) != 4) {
+			t.Errorf("%s: unreported %+v, want the status once, for both constants and all their names", c.name, unreported)
+		}
+		_, _, missing = resolveConsts([]instrumentors.Const{required}, c.offs)
+		if want := c.unreported; (len(missing) > 0) != want {
+			t.Errorf("%s: required member missing %v, want missing: %v", c.name, missing, want)
+		} else if want && (!strings.Contains(missing[0], oldF.String()) || !strings.Contains(missing[0], newF.String())) {
+			t.Errorf("%s: %q should name both places", c.name, missing[0])
+		}
 	}
 }

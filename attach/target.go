@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/uranus-otel/uranus/binary"
+	"github.com/uranus-otel/uranus/offsets"
 	"github.com/uranus-otel/uranus/otel"
 	"github.com/uranus-otel/uranus/target"
 )
@@ -91,6 +92,13 @@ func (a *Attacher) Attach(ctx context.Context, p target.Process) (*Target, error
 			continue
 		}
 		t.loaded = append(t.loaded, l)
+		// Attached, but some value cannot be read from this Go version:
+		// the program leaves it out, and the user must hear why.
+		for _, u := range plan.Unreported {
+			a.log.Warn("cannot report a value for this Go version", "pid", p.PID, "go", bin.GoVersion,
+				"instrumentor", plan.Inst.ID, "value", u.Value, "missing", fmt.Sprint(u.Missing),
+				"fix", "a newer uranus may know where this Go version keeps it; to add it, regenerate the offsets table with `"+offsets.Regenerate+"` and name the member's new place in the instrumentor's Consts")
+		}
 	}
 	if len(t.loaded) == 0 {
 		t.Detach(ctx)

@@ -36,6 +36,7 @@ volatile const u64 off_url_path;
 volatile const u64 off_url_rawquery;
 volatile const u64 off_resp_status;
 volatile const u64 off_resp_tls;
+volatile const u64 off_resp_proto;    // "HTTP/1.1", "HTTP/2.0"
 volatile const u64 off_cs_version;    // crypto/tls.ConnectionState
 volatile const u64 off_cs_cipher;
 volatile const u64 off_tw_header;
@@ -78,6 +79,8 @@ struct event {
 	u8 host[128];
 	u8 path[256];
 	u8 query[256];
+	u32 proto_len;   // Response.Proto; 0 without a response
+	u8 proto[12];
 };
 EXPORT_TYPE(event);
 
@@ -205,6 +208,7 @@ int client_return(struct pt_regs *ctx)
 	e->host_len = read_go_string(e->host, url, off_url_host);
 	e->path_len = read_go_string(e->path, url, off_url_path);
 	e->query_len = read_go_string(e->query, url, off_url_rawquery);
+	e->proto_len = resp ? read_go_string(e->proto, resp, off_resp_proto) : 0;
 	submit_event(e);
 done:
 	span_end(goid, &c->prev, c->had_prev);

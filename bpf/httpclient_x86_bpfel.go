@@ -67,6 +67,8 @@ type HttpClientEvent struct {
 	Host       [128]uint8
 	Path       [256]uint8
 	Query      [256]uint8
+	ProtoLen   uint32
+	Proto      [12]uint8
 	_          [4]byte
 }
 
@@ -142,6 +144,7 @@ const (
 	HttpClientVarOffReqHeader       = "off_req_header"
 	HttpClientVarOffReqMethod       = "off_req_method"
 	HttpClientVarOffReqUrl          = "off_req_url"
+	HttpClientVarOffRespProto       = "off_resp_proto"
 	HttpClientVarOffRespStatus      = "off_resp_status"
 	HttpClientVarOffRespTls         = "off_resp_tls"
 	HttpClientVarOffSwissDirlen     = "off_swiss_dirlen"
@@ -252,6 +255,7 @@ type HttpClientVariableSpecs struct {
 	OffReqHeader       *ebpf.VariableSpec `ebpf:"off_req_header"`
 	OffReqMethod       *ebpf.VariableSpec `ebpf:"off_req_method"`
 	OffReqUrl          *ebpf.VariableSpec `ebpf:"off_req_url"`
+	OffRespProto       *ebpf.VariableSpec `ebpf:"off_resp_proto"`
 	OffRespStatus      *ebpf.VariableSpec `ebpf:"off_resp_status"`
 	OffRespTls         *ebpf.VariableSpec `ebpf:"off_resp_tls"`
 	OffSwissDirlen     *ebpf.VariableSpec `ebpf:"off_swiss_dirlen"`
@@ -343,6 +347,7 @@ type HttpClientVariables struct {
 	OffReqHeader       *ebpf.Variable `ebpf:"off_req_header"`
 	OffReqMethod       *ebpf.Variable `ebpf:"off_req_method"`
 	OffReqUrl          *ebpf.Variable `ebpf:"off_req_url"`
+	OffRespProto       *ebpf.Variable `ebpf:"off_resp_proto"`
 	OffRespStatus      *ebpf.Variable `ebpf:"off_resp_status"`
 	OffRespTls         *ebpf.Variable `ebpf:"off_resp_tls"`
 	OffSwissDirlen     *ebpf.Variable `ebpf:"off_swiss_dirlen"`

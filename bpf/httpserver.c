@@ -27,9 +27,10 @@ volatile const u64 off_pattern_str;
 volatile const u64 off_url_path;
 volatile const u64 off_resp_req;      // HTTP/1: *response
 volatile const u64 off_resp_status;
-volatile const u64 off_h2rw_rws;      // HTTP/2: *http2responseWriter
+volatile const u64 off_h2rw_rws;      // HTTP/2: *http2responseWriter (Go 1.27: internal/http2.responseWriter)
 volatile const u64 off_h2rws_req;
 volatile const u64 off_h2rws_status;
+volatile const u8 h2_req_copied;      // Go >= 1.27: rws->req is a copy, not the *Request
 volatile const u64 off_cs_version;    // crypto/tls.ConnectionState
 volatile const u64 off_cs_cipher;
 
@@ -46,7 +47,7 @@ struct event {
 	u32 user_agent_len;
 	u32 tracestate_len;
 	u8 tls;
-	u8 _pad;
+	u8 status_unknown;     // rw is a writer whose status this Go version's offsets cannot read
 	u16 tls_version;       // Request.TLS.Version, CipherSuite
 	u16 tls_cipher;
 	u8 _pad2[2];
@@ -113,13 +114,27 @@ int server_entry(struct pt_regs *ctx)
 	return 0;
 }
 
-static __always_inline u64 response_status(u64 rw, u64 req)
+// response_status reads the status the handler set through rw (0: none
+// yet, net/http then sends 200). rw is HTTP/1's *response or HTTP/2's
+// response writer; when it is neither, or HTTP/2's members are unknown for
+// this Go version, *unknown is set: a status that cannot be read must not
+// look like a 200.
+static __always_inline u64 response_status(u64 rw, u64 req, u8 *unknown)
 {
+	*unknown = 0;
 	if (read_u64(rw, off_resp_req) == req)
 		return read_u64(rw, off_resp_status);
-	u64 rws = read_u64(rw, off_h2rw_rws);
-	if (rws && read_u64(rws, off_h2rws_req) == req)
-		return read_u64(rws, off_h2rws_status);
+	if (off_h2rw_rws != OFFSET_ABSENT && off_h2rws_status != OFFSET_ABSENT) {
+		u64 rws = read_u64(rw, off_h2rw_rws);
+		// Before Go 1.27 the writer points at this very *Request; from
+		// 1.27 the handler's *Request is built from a copy the writer
+		// keeps, and only HTTP/2 requests reach here with ProtoMajor 2.
+		int ours = h2_req_copied ? read_u64(req, off_req_proto_major) == 2
+					 : (off_h2rws_req != OFFSET_ABSENT && read_u64(rws, off_h2rws_req) == req);
+		if (rws && ours)
+			return read_u64(rws, off_h2rws_status);
+	}
+	*unknown = 1;
 	return 0;
 }
 
@@ -144,7 +159,7 @@ int server_return(struct pt_regs *ctx)
 	u64 req = c->req;
 	e->h = c->h;
 	e->h.end_ns = bpf_ktime_get_ns();
-	e->status = response_status(c->rw, req);
+	e->status = response_status(c->rw, req, &e->status_unknown);
 	e->proto_major = read_u64(req, off_req_proto_major);
 	e->proto_minor = read_u64(req, off_req_proto_minor);
 	u64 tls = read_u64(req, off_req_tls);

@@ -69,7 +69,7 @@ type HttpServerEvent struct {
 	UserAgentLen  uint32
 	TracestateLen uint32
 	Tls           uint8
-	Pad           uint8
+	StatusUnknown uint8
 	TlsVersion    uint16
 	TlsCipher     uint16
 	Pad2          [2]uint8
@@ -104,6 +104,7 @@ const (
 	HttpServerVarExportEvent        = "__export_event"
 	HttpServerVarG_tlsOffset        = "g_tls_offset"
 	HttpServerVarGoRegabi           = "go_regabi"
+	HttpServerVarH2ReqCopied        = "h2_req_copied"
 	HttpServerVarOffCsCipher        = "off_cs_cipher"
 	HttpServerVarOffCsVersion       = "off_cs_version"
 	HttpServerVarOffG_goid          = "off_g_goid"
@@ -201,6 +202,7 @@ type HttpServerVariableSpecs struct {
 	ExportEvent        *ebpf.VariableSpec `ebpf:"__export_event"`
 	G_tlsOffset        *ebpf.VariableSpec `ebpf:"g_tls_offset"`
 	GoRegabi           *ebpf.VariableSpec `ebpf:"go_regabi"`
+	H2ReqCopied        *ebpf.VariableSpec `ebpf:"h2_req_copied"`
 	OffCsCipher        *ebpf.VariableSpec `ebpf:"off_cs_cipher"`
 	OffCsVersion       *ebpf.VariableSpec `ebpf:"off_cs_version"`
 	OffG_goid          *ebpf.VariableSpec `ebpf:"off_g_goid"`
@@ -277,6 +279,7 @@ type HttpServerVariables struct {
 	ExportEvent        *ebpf.Variable `ebpf:"__export_event"`
 	G_tlsOffset        *ebpf.Variable `ebpf:"g_tls_offset"`
 	GoRegabi           *ebpf.Variable `ebpf:"go_regabi"`
+	H2ReqCopied        *ebpf.Variable `ebpf:"h2_req_copied"`
 	OffCsCipher        *ebpf.Variable `ebpf:"off_cs_cipher"`
 	OffCsVersion       *ebpf.Variable `ebpf:"off_cs_version"`
 	OffG_goid          *ebpf.Variable `ebpf:"off_g_goid"`

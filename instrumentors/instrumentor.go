@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/uranus-otel/uranus/binary"
 	"github.com/uranus-otel/uranus/offsets"
@@ -124,10 +125,28 @@ type Target interface {
 type Const struct {
 	Name  string // volatile const in the C program, e.g. "off_req_method"
 	Field offsets.Field
+	// Or names the same member where other Go versions keep it (its type
+	// renamed or moved to another package, as Go 1.27 moved HTTP/2 into
+	// net/http/internal/http2). The first of Field, Or... that the target's
+	// Go version has gives the offset.
+	Or []offsets.Field
 	// Optional members may be absent in some Go versions; the program then
 	// receives OFFSET_ABSENT and must cope. A missing required member stops
 	// the instrumentor for that target.
 	Optional bool
+	// Reports names what the program cannot report without this member,
+	// for an Optional member that every supported Go version is expected to
+	// have under one of its names (e.g. "http.response.status_code of
+	// HTTP/2 requests"). When a target has none of them, attach warns with
+	// this text, and the program must leave the value out rather than send
+	// a default that looks real. Unset, absence is expected and silent (a
+	// member that only newer releases have).
+	Reports string
+}
+
+// Names lists where c's member may live: Field, then Or.
+func (c Const) Names() []offsets.Field {
+	return append([]offsets.Field{c.Field}, c.Or...)
 }
 
 // HeaderConsts are the members bpf/go_header.h reads to find keys in a
@@ -160,10 +179,22 @@ func Fields(list []*Instrumentor) []offsets.Field {
 	}
 	for _, in := range list {
 		for _, c := range in.Consts {
-			add(c.Field)
+			for _, f := range c.Names() {
+				add(f)
+			}
 		}
 	}
 	return out
+}
+
+// UnreportedKey lists, on a span, the attributes its instrumentor could not
+// read for this target (see Const.Reports), so that a missing value is not
+// taken for one the program never sent.
+const UnreportedKey = attribute.Key("uranus.unreported")
+
+// Unreported is the UnreportedKey attribute for the given attribute names.
+func Unreported(names ...string) attribute.KeyValue {
+	return UnreportedKey.StringSlice(names)
 }
 
 // CString returns the bytes a BPF program copied into buf for a Go value of

@@ -123,6 +123,8 @@ type inspectedInst struct {
 	OffsetsFrom  string            `json:"offsets_source,omitempty"`
 	Probes       []inspectedProbe  `json:"probes"`
 	Offsets      []inspectedOffset `json:"offsets"`
+	// Unreported are values it will attach without, for this Go version.
+	Unreported []string `json:"unreported,omitempty"`
 }
 
 type inspectedProbe struct {
@@ -324,7 +326,10 @@ func inspectFile(readPath, probePath string, list []*instrumentors.Instrumentor,
 			in.Probes = append(in.Probes, inspectProbe(pp, probePath))
 		}
 		if in.Attaches {
-			in.Offsets = offsetRows(p.Inst, p.Consts, p.OffsetsFrom)
+			in.Offsets = offsetRows(p.Inst, p.Consts, p.ConstFields, p.OffsetsFrom)
+			for _, u := range p.Unreported {
+				in.Unreported = append(in.Unreported, u.String())
+			}
 		}
 		rep.Instrumentors = append(rep.Instrumentors, in)
 	}
@@ -364,17 +369,25 @@ func inspectProbe(pp attach.PlannedProbe, path string) inspectedProbe {
 }
 
 // offsetRows lists the constants inst's BPF program receives, in its
-// declaration order.
-func offsetRows(inst *instrumentors.Instrumentor, consts map[string]uint64, from string) []inspectedOffset {
+// declaration order, each with the member it was read from (every name
+// tried, when absent).
+func offsetRows(inst *instrumentors.Instrumentor, consts map[string]uint64, fields map[string]offsets.Field, from string) []inspectedOffset {
 	rows := []inspectedOffset{}
 	for _, c := range inst.Consts {
 		v, ok := consts[c.Name]
 		if !ok {
 			continue
 		}
-		row := inspectedOffset{Const: c.Name, Field: c.Field.String(), Optional: c.Optional, Source: from}
+		var names []string
+		for _, f := range c.Names() {
+			names = append(names, f.String())
+		}
+		row := inspectedOffset{Const: c.Name, Field: strings.Join(names, " or "), Optional: c.Optional, Source: from}
 		if v != attach.OffsetAbsent {
 			row.Value, row.Present = v, true
+			if f, ok := fields[c.Name]; ok {
+				row.Field = f.String()
+			}
 		}
 		rows = append(rows, row)
 	}
@@ -485,6 +498,9 @@ func writeInspectText(w io.Writer, r *inspectReport) {
 		if len(in.Offsets) > 0 {
 			fmt.Fprintf(w, "  struct offsets in bytes (from the %s)\n", in.OffsetsFrom)
 			writeOffsetRows(w, in.Offsets)
+		}
+		for _, u := range in.Unreported {
+			fmt.Fprintf(w, "  WARNING: cannot report %s\n", u)
 		}
 	}
 	fmt.Fprintf(w, "\n%d of %d instrumentors will attach.\n", r.WillAttach, len(r.Instrumentors))

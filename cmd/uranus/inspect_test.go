@@ -256,9 +256,24 @@ func checkOffsetRows(t *testing.T, in inspectedInst, version string) {
 	rows := map[string]inspectedOffset{}
 	for _, o := range in.Offsets {
 		rows[o.Const] = o
-		if o.Source != "offsets table" {
+		if o.Source != "offsets table" && o.Source != "Go version" {
 			t.Errorf("%s from %q", o.Const, o.Source)
 		}
+	}
+	// HTTP/2's status: bundled into net/http before Go 1.27, in
+	// net/http/internal/http2 from 1.27, where the request is a copy.
+	h2 := map[string]inspectedOffset{
+		"1.16.15": {Field: "net/http.http2responseWriterState.status", Value: 80, Present: true},
+		"1.27.4":  {Field: "net/http/internal/http2.responseWriterState.status", Value: 240, Present: true},
+	}[version]
+	if s := rows["off_h2rws_status"]; s.Field != h2.Field || s.Value != h2.Value || !s.Present {
+		t.Errorf("off_h2rws_status row %+v for Go %s, want %+v", s, version, h2)
+	}
+	if _, copied := rows["h2_req_copied"]; copied != (version >= "1.27") {
+		t.Errorf("h2_req_copied set: %v for Go %s", copied, version)
+	}
+	if len(in.Unreported) > 0 {
+		t.Errorf("Go %s: unreported %v", version, in.Unreported)
 	}
 	if m := rows["off_req_method"]; m.Field != "net/http.Request.Method" || !m.Present || m.Value != 0 {
 		t.Errorf("off_req_method row %+v", m)

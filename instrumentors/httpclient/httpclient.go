@@ -60,6 +60,7 @@ var Instrumentor = &instrumentors.Instrumentor{
 		{Name: "off_url_rawquery", Field: offsets.Field{Struct: "net/url.URL", Member: "RawQuery"}},
 		{Name: "off_resp_status", Field: offsets.Field{Struct: "net/http.Response", Member: "StatusCode"}},
 		{Name: "off_resp_tls", Field: offsets.Field{Struct: "net/http.Response", Member: "TLS"}},
+		{Name: "off_resp_proto", Field: offsets.Field{Struct: "net/http.Response", Member: "Proto"}},
 		{Name: "off_cs_version", Field: offsets.Field{Struct: "crypto/tls.ConnectionState", Member: "Version"}},
 		{Name: "off_cs_cipher", Field: offsets.Field{Struct: "crypto/tls.ConnectionState", Member: "CipherSuite"}},
 		{Name: "off_tw_header", Field: offsets.Field{Struct: "net/http.transferWriter", Member: "Header"}},
@@ -111,6 +112,9 @@ func convert(record []byte, s *otel.Span, t instrumentors.Target) error {
 	if scheme != "" {
 		s.Attrs = append(s.Attrs, semconv.URLScheme(scheme))
 	}
+	if v := protoVersion(instrumentors.CString(e.Proto[:], e.ProtoLen)); v != "" {
+		s.Attrs = append(s.Attrs, semconv.NetworkProtocolVersion(v))
+	}
 	s.Attrs = append(s.Attrs, gotls.ConnAttrs(e.TlsVersion, e.TlsCipher)...)
 	if e.Injected != 0 {
 		s.Attrs = append(s.Attrs, attribute.Bool("uranus.traceparent.injected", true))
@@ -129,6 +133,20 @@ func convert(record []byte, s *otel.Span, t instrumentors.Target) error {
 		s.Status = codes.Error
 	}
 	return nil
+}
+
+// protoVersion turns the response's Proto ("HTTP/1.1", "HTTP/2.0") into
+// network.protocol.version as the conventions spell it ("1.1", "2"); "" when
+// there was no response or Proto is not of that form.
+func protoVersion(proto string) string {
+	v, ok := strings.CutPrefix(proto, "HTTP/")
+	if !ok || v == "" {
+		return ""
+	}
+	if major, minor, ok := strings.Cut(v, "."); ok && minor == "0" && major != "0" && major != "1" {
+		return major // HTTP/2 and 3 have no minor version
+	}
+	return v
 }
 
 // fullURL rebuilds the request URL without credentials and, unless

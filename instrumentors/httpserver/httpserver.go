@@ -48,13 +48,33 @@ var Instrumentor = &instrumentors.Instrumentor{
 		{Name: "off_url_path", Field: offsets.Field{Struct: "net/url.URL", Member: "Path"}},
 		{Name: "off_resp_req", Field: offsets.Field{Struct: "net/http.response", Member: "req"}},
 		{Name: "off_resp_status", Field: offsets.Field{Struct: "net/http.response", Member: "status"}},
-		{Name: "off_h2rw_rws", Field: offsets.Field{Struct: "net/http.http2responseWriter", Member: "rws"}, Optional: true},
-		{Name: "off_h2rws_req", Field: offsets.Field{Struct: "net/http.http2responseWriterState", Member: "req"}, Optional: true},
-		{Name: "off_h2rws_status", Field: offsets.Field{Struct: "net/http.http2responseWriterState", Member: "status"}, Optional: true},
+		// HTTP/2's response writer: bundled into net/http as http2… up to
+		// Go 1.26, in net/http/internal/http2 from Go 1.27.
+		h2Const("off_h2rw_rws", "responseWriter", "rws"),
+		h2Const("off_h2rws_req", "responseWriterState", "req"),
+		h2Const("off_h2rws_status", "responseWriterState", "status"),
 		{Name: "off_cs_version", Field: offsets.Field{Struct: "crypto/tls.ConnectionState", Member: "Version"}},
 		{Name: "off_cs_cipher", Field: offsets.Field{Struct: "crypto/tls.ConnectionState", Member: "CipherSuite"}},
 	}, instrumentors.HeaderConsts...),
+	// From Go 1.27 the HTTP/2 server hands the handler a new *Request
+	// built from the stream's ServerRequest, which responseWriterState
+	// holds by value: the two cannot be compared as pointers.
+	Values: []instrumentors.Value{
+		{Name: "h2_req_copied", GoVersions: ">= 1.27", Value: 1},
+	},
 	Convert: convert,
+}
+
+// h2Const names a member of HTTP/2's server response writer in both places
+// Go has kept it.
+func h2Const(name, typ, member string) instrumentors.Const {
+	return instrumentors.Const{
+		Name:     name,
+		Field:    offsets.Field{Struct: "net/http.http2" + typ, Member: member},
+		Or:       []offsets.Field{{Struct: "net/http/internal/http2." + typ, Member: member}},
+		Optional: true,
+		Reports:  "http.response.status_code of HTTP/2 requests",
+	}
 }
 
 type event = bpf.HttpServerEvent
@@ -72,6 +92,7 @@ func convert(record []byte, s *otel.Span, _ instrumentors.Target) error {
 	if status == 0 {
 		status = 200 // the handler wrote nothing; net/http replies 200
 	}
+	statusKnown := e.StatusUnknown == 0
 	scheme := "http"
 	if e.Tls != 0 {
 		scheme = "https"
@@ -86,9 +107,16 @@ func convert(record []byte, s *otel.Span, _ instrumentors.Target) error {
 		semconv.HTTPRequestMethodKey.String(method),
 		semconv.URLPath(path),
 		semconv.URLScheme(scheme),
-		semconv.HTTPResponseStatusCode(status),
 		semconv.NetworkProtocolVersion(protoVersion(e.ProtoMajor, e.ProtoMinor)),
 	)
+	if statusKnown {
+		s.Attrs = append(s.Attrs, semconv.HTTPResponseStatusCode(status))
+	} else {
+		// No status rather than a made-up 200: the response writer is of
+		// a kind, or from a Go version, whose status the program cannot
+		// read (for a Go version, attach warned).
+		s.Attrs = append(s.Attrs, instrumentors.Unreported(string(semconv.HTTPResponseStatusCodeKey)))
+	}
 	s.Attrs = append(s.Attrs, gotls.ConnAttrs(e.TlsVersion, e.TlsCipher)...)
 	if e.PathLen > uint32(len(e.Path)) {
 		s.Attrs = append(s.Attrs, attribute.Int("uranus.url.path.length", int(e.PathLen)))
@@ -115,7 +143,7 @@ func convert(record []byte, s *otel.Span, _ instrumentors.Target) error {
 		}
 	}
 	// Server spans are errors only for 5xx: a 4xx is the client's fault.
-	if status >= 500 {
+	if statusKnown && status >= 500 {
 		s.Status = codes.Error
 		s.Attrs = append(s.Attrs, semconv.ErrorTypeKey.String(strconv.Itoa(status)))
 	}

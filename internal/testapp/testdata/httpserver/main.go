@@ -16,6 +16,8 @@ import (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
+	useTLS := flag.Bool("tls", false, "serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) with a self-signed certificate")
+	h2c := flag.Bool("h2c", false, "serve HTTP/2 without TLS as well as HTTP/1.1 (Go >= 1.24)")
 	flag.Parse()
 
 	mux := http.NewServeMux()
@@ -38,6 +40,7 @@ func main() {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		fmt.Fprintf(w, "slept %dms\n", ms)
 	})
+	mux.HandleFunc("/fetch", fetch)
 	registerRoutes(mux)
 
 	ln, err := net.Listen("tcp", *addr)
@@ -45,9 +48,28 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	fmt.Printf("listening on %s\n", ln.Addr())
-	if err := http.Serve(ln, mux); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	srv := &http.Server{Handler: mux}
+	if *h2c {
+		if err := enableH2C(srv); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 	}
+	if *useTLS {
+		cfg, err := selfSigned()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		srv.TLSConfig = cfg
+	}
+	fmt.Printf("listening on %s\n", ln.Addr())
+	if *useTLS {
+		// ServeTLS offers h2 by ALPN; the certificate is in TLSConfig.
+		err = srv.ServeTLS(ln, "", "")
+	} else {
+		err = srv.Serve(ln)
+	}
+	fmt.Fprintln(os.Stderr, err)
+	os.Exit(1)
 }
