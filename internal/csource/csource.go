@@ -45,6 +45,7 @@ var (
 	blockComment = regexp.MustCompile(`(?s)/\*.*?\*/`)
 	defineLine   = regexp.MustCompile(`(?m)^[ \t]*#[ \t]*define[ \t]+([A-Za-z_]\w*)[ \t]+([^\n]*)$`)
 	identifier   = regexp.MustCompile(`^[A-Za-z_]\w*$`)
+	volatileDecl = regexp.MustCompile(`\bvolatile[ \t]+const[ \t]+\w+[ \t]+([A-Za-z_]\w*)`)
 )
 
 func stripComments(src string) string {
@@ -146,4 +147,14 @@ func value(expr string, known map[string]int64) (int64, error) {
 		return v, nil
 	}
 	return 0, fmt.Errorf("%q is not an integer literal or an earlier constant", strings.TrimSpace(expr))
+}
+
+// VolatileConsts names the `volatile const` globals src declares: the
+// constants user space sets before loading.
+func VolatileConsts(src string) []string {
+	var out []string
+	for _, m := range volatileDecl.FindAllStringSubmatch(stripComments(src), -1) {
+		out = append(out, m[1])
+	}
+	return out
 }

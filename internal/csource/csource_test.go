@@ -67,6 +67,19 @@ func TestDefines(t *testing.T) {
 	}
 }
 
+func TestVolatileConsts(t *testing.T) {
+	src := `
+volatile const u64 off_a;          // a comment
+volatile const u8 flag_b = 1;
+// volatile const u64 commented_out;
+const u64 not_volatile;
+volatile const s64 neg = -8;
+`
+	if got := fmt.Sprint(VolatileConsts(src)); got != "[off_a flag_b neg]" {
+		t.Errorf("VolatileConsts = %s", got)
+	}
+}
+
 func TestBPFFile(t *testing.T) {
 	src, err := BPFFile("uranus.h")
 	if err != nil || !strings.Contains(src, "enum stat") {
