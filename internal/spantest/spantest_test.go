@@ -19,6 +19,8 @@ func TestDiff(t *testing.T) {
 	if d := Diff(span, want); len(d) != 0 {
 		t.Errorf("equal spans differ: %v", d)
 	}
+	span.Events = []otel.Event{{Name: "e", Attrs: []attribute.KeyValue{attribute.Int("n", 1)}}, {Name: "f"}}
+	want.Events = []Event{{Name: "e", Attrs: map[string]any{"n": 2}}}
 	span.Attrs = append(span.Attrs, attribute.String("i", "5"), attribute.Int("extra", 1))
 	span.Name = "POST"
 	delete(want.Attrs, "b")
@@ -31,6 +33,8 @@ func TestDiff(t *testing.T) {
 		`unexpected attribute extra = 1`,
 		`unexpected attribute b = true`,
 		`missing attribute missing = "m"`,
+		`2 events, want 1`,
+		`event 0 (e): attribute n = 1, want 2`,
 	} {
 		if !strings.Contains(got, w) {
 			t.Errorf("no %q in:\n%s", w, got)
