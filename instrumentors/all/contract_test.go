@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -239,10 +240,14 @@ func (sh *shared) problems(in *instrumentors.Instrumentor, dynamic *instrumentor
 	probes := in.Probes
 	if dynamic != nil {
 		probes = append(slices.Clone(probes), dynamic.Probes...)
-		for name := range dynamic.Consts {
+		for _, name := range slices.Sorted(maps.Keys(dynamic.Consts)) {
+			if seen[name] {
+				report("Dynamic sets %s, which Consts or Values already sets", name)
+			}
 			constant("Dynamic sets", name)
 		}
-		for name, entries := range dynamic.MapEntries {
+		for _, name := range slices.Sorted(maps.Keys(dynamic.MapEntries)) {
+			entries := dynamic.MapEntries[name]
 			m := spec.Maps[name]
 			if m == nil {
 				report("Dynamic fills map %s, which the C does not declare", name)
@@ -276,7 +281,7 @@ func (sh *shared) problems(in *instrumentors.Instrumentor, dynamic *instrumentor
 			}
 		}
 	}
-	for name := range spec.Programs {
+	for _, name := range slices.Sorted(maps.Keys(spec.Programs)) {
 		if !attached[name] {
 			report("program %s is loaded but no probe attaches it", name)
 		}
