@@ -68,8 +68,8 @@ func dynamicSubject(t *testing.T) *ubinary.File {
 
 // repoRoot is the module's directory, for file names in messages.
 func repoRoot() string {
-	_, self, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(self), "..", "..")
+	root, _ := csource.Root() // newShared fails the test when it cannot be found
+	return root
 }
 
 func funcFile(fn any) string {
@@ -82,11 +82,16 @@ func funcFile(fn any) string {
 		return ""
 	}
 	file, _ := f.FileLine(f.Entry())
+	if !filepath.IsAbs(file) { // -trimpath: the import path of the file's package
+		return strings.TrimPrefix(file, module+"/")
+	}
 	if rel, err := filepath.Rel(repoRoot(), file); err == nil {
 		return filepath.ToSlash(rel)
 	}
 	return file
 }
+
+const module = "github.com/uranus-otel/uranus"
 
 var (
 	generatedGo = regexp.MustCompile(`^bpf/(\w+)_x86_bpfel\.go$`)

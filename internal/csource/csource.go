@@ -25,19 +25,41 @@ type Constant struct {
 	Value int64
 }
 
-// BPFFile reads a file of the bpf/ directory ("uranus.h", "funcs.c"),
-// found from this source file's location, so that any package's test can
-// read it whatever its working directory.
+// BPFFile reads a file of the bpf/ directory ("uranus.h", "funcs.c") of
+// this source tree, whatever the reading test's working directory.
 func BPFFile(name string) (string, error) {
-	_, self, _, ok := runtime.Caller(0)
-	if !ok {
-		return "", fmt.Errorf("reading bpf/%s: cannot locate the source tree", name)
+	root, err := Root()
+	if err != nil {
+		return "", fmt.Errorf("reading bpf/%s: %w", name, err)
 	}
-	b, err := os.ReadFile(filepath.Join(filepath.Dir(self), "..", "..", "bpf", name))
+	b, err := os.ReadFile(filepath.Join(root, "bpf", name))
 	if err != nil {
 		return "", fmt.Errorf("reading bpf/%s: %w", name, err)
 	}
 	return string(b), nil
+}
+
+// Root is the directory of the uranus module: found from this source
+// file's path, or, when a -trimpath build hides that, by walking up from
+// the working directory (a test's is its package directory) to go.mod.
+func Root() (string, error) {
+	if _, self, _, ok := runtime.Caller(0); ok && filepath.IsAbs(self) {
+		return filepath.Join(filepath.Dir(self), "..", ".."), nil
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory: cannot find the source tree")
+		}
+		dir = parent
+	}
 }
 
 var (
