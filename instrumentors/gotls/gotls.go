@@ -98,12 +98,10 @@ var Instrumentor = &instrumentors.Instrumentor{
 		{Name: "off_tcpaddr_port", Field: offsets.Field{Struct: "net.TCPAddr", Member: "Port"}},
 		{Name: "off_operror_err", Field: offsets.Field{Struct: "net.OpError", Member: "Err"}},
 		{Name: "off_syscallerr_err", Field: offsets.Field{Struct: "os.SyscallError", Member: "Err"}},
+		// CertificateVerificationError arrived in Go 1.20.
+		{Name: "off_cve_err", Field: offsets.Field{Struct: "crypto/tls.CertificateVerificationError", Member: "Err"}, Optional: true},
 	},
 	Values: []instrumentors.Value{
-		// CertificateVerificationError (Go 1.20 on) is
-		// {UnverifiedCertificates []*x509.Certificate; Err error}: Err
-		// follows a three-word slice in every release that has it.
-		{Name: "off_cve_err", GoVersions: ">= 1.20", Value: 24},
 		// Before the register ABI, (c *Conn) clientHandshake() took one
 		// word of arguments: its results follow it on the stack.
 		{Name: "hs_arg_words", GoVersions: "< 1.17", Value: 1},

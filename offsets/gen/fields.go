@@ -50,6 +50,7 @@ func wantedFields() []offsets.Field {
 		"cipherSuite", "didResume", "serverName", "isHandshakeComplete", "handshakeStatus",
 		"input", "rawInput")
 	add("crypto/tls.Config", "ServerName")
+	add("crypto/tls.CertificateVerificationError", "UnverifiedCertificates", "Err")
 	add("crypto/tls.ConnectionState", "Version", "HandshakeComplete", "DidResume", "CipherSuite",
 		"ServerName", "NegotiatedProtocol")
 	add("net.TCPConn", "conn")
@@ -76,6 +77,7 @@ func optionalStructs() map[string]string {
 		"net/http/internal/http2.responseWriter":      "HTTP/2 moved to net/http/internal/http2 in Go 1.27",
 		"net/http/internal/http2.responseWriterState": "HTTP/2 moved to net/http/internal/http2 in Go 1.27",
 		"runtime.hmap":                                "swiss maps replaced it in Go 1.24",
+		"crypto/tls.CertificateVerificationError":     "arrived in Go 1.20",
 		"internal/runtime/maps.Map":                   "swiss maps arrived in Go 1.24",
 		"internal/runtime/maps.table":                 "swiss maps arrived in Go 1.24",
 		"internal/runtime/maps.groupsReference":       "swiss maps arrived in Go 1.24",
