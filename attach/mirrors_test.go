@@ -168,3 +168,37 @@ func TestSpanFlagsMirrorHeader(t *testing.T) {
 		t.Errorf("attach/attach.go reads %s, which bpf/uranus.h no longer defines", n)
 	}
 }
+
+// TestWireCountersMirrorEnum: WireCounters (attach/wire.go) reads the
+// wire_stats map by index, so its fields() must be enum wire_stat
+// (bpf/wire.c) in order: WIRE_STAT_NOT_HTTP1 is NotHTTP1.
+func TestWireCountersMirrorEnum(t *testing.T) {
+	src, err := csource.BPFFile("wire.c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	enum, err := csource.Enum(src, "wire_stat")
+	if err != nil {
+		t.Fatalf("bpf/wire.c: %v", err)
+	}
+	var c WireCounters
+	name := map[*uint64]string{}
+	v := reflect.ValueOf(&c).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		name[v.Field(i).Addr().Interface().(*uint64)] = v.Type().Field(i).Name
+	}
+	fields := c.fields()
+	if len(fields) != v.NumField() {
+		t.Errorf("WireCounters.fields() lists %d of its %d counters (attach/wire.go)", len(fields), v.NumField())
+	}
+	if last := enum[len(enum)-1]; last.Name != "WIRE_STAT_COUNT" || last.Value != int64(len(fields)) {
+		t.Fatalf("bpf/wire.c: enum wire_stat ends with %s = %d; want WIRE_STAT_COUNT = %d, the number of WireCounters", last.Name, last.Value, len(fields))
+	}
+	for i, f := range fields {
+		c := enum[i]
+		want := strings.ReplaceAll(strings.TrimPrefix(c.Name, "WIRE_STAT_"), "_", "")
+		if c.Value != int64(i) || !strings.EqualFold(name[f], want) {
+			t.Errorf("counter %d is %s = %d in bpf/wire.c (enum wire_stat) but %s in attach/wire.go (WireCounters.fields())", i, c.Name, c.Value, name[f])
+		}
+	}
+}

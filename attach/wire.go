@@ -202,10 +202,14 @@ func (w *wire) forget(sources map[uint32]bool) {
 	}
 }
 
+// fields lists c's counters in the order of enum wire_stat.
+func (c *WireCounters) fields() []*uint64 {
+	return []*uint64{&c.Enrolled, &c.EnrollFailed, &c.Injected, &c.NotHTTP1, &c.Failed, &c.Unannounced, &c.Decided}
+}
+
 func (w *wire) counters() WireCounters {
 	var c WireCounters
-	fields := []*uint64{&c.Enrolled, &c.EnrollFailed, &c.Injected, &c.NotHTTP1, &c.Failed, &c.Unannounced, &c.Decided}
-	for i, f := range fields {
+	for i, f := range c.fields() {
 		var perCPU []uint64
 		if err := w.objs.Stats.Lookup(uint32(i), &perCPU); err == nil {
 			for _, v := range perCPU {
