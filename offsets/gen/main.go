@@ -2,6 +2,7 @@
 // every Go release uranus supports:
 //
 //	go run ./offsets/gen [-rebuild] [-o file] [-series 22,26]
+//	go run ./offsets/gen -check
 //
 // It lists the linux toolchains the module proxy (GOPROXY) has for each minor
 // series from Go 1.13 to the newest one, builds the sample program in
@@ -28,6 +29,15 @@
 //
 // -series checks only some minor series, to try out a change; the partial
 // table it writes must go elsewhere (-o).
+//
+// -check builds and writes nothing: it fetches the list of toolchains from
+// the module proxy and prints every release from Go 1.13 on, for the table's
+// GOARCH, that offsets/table.json does not cover (a new minor series, a new
+// patch, or a patch published inside a series' gap), one a line. Pre-releases
+// are never covered and only noted on stderr. Exit status: 0 when the table
+// covers every release ("table covers every release up to goX.Y.Z"), 1 when
+// some release is not covered, 2 when the check could not be made (e.g. the
+// proxy is unreachable).
 package main
 
 import (
@@ -53,7 +63,15 @@ func main() {
 	rebuild := flag.Bool("rebuild", false, "build the sample again even when a cached build exists")
 	out := flag.String("o", "", "where to write the table (default: offsets/table.json in this module)")
 	series := flag.String("series", "", "only these comma-separated minor series, e.g. 22,26 (a partial table; needs -o)")
+	checkOnly := flag.Bool("check", false, "build nothing: list the Go releases on the module proxy that offsets/table.json does not cover (exit 1 if any, 2 if the check fails)")
 	flag.Parse()
+	if *checkOnly {
+		if *rebuild || *out != "" || *series != "" || flag.NArg() > 0 {
+			fmt.Fprintln(os.Stderr, "offsets/gen: -check takes no other flags or arguments")
+			os.Exit(checkFailed)
+		}
+		os.Exit(check(os.Stdout, os.Stderr))
+	}
 	only := make(map[int]bool)
 	for _, s := range strings.FieldsFunc(*series, func(r rune) bool { return r == ',' }) {
 		m, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(s), "1."))

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -8,6 +10,8 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
+	"time"
 
 	version "github.com/hashicorp/go-version"
 )
@@ -20,32 +24,59 @@ type release struct {
 	latest bool // the newest patch of its minor series in the proxy
 }
 
-// listReleases asks the module proxy (through the host's go command, so
-// GOPROXY and its credentials apply) which toolchains it has for goarch,
+// listReleases asks the module proxy which toolchains it has for goarch,
 // grouped by minor version and sorted. Pre-releases are left out: they are
 // never checked, so never covered.
 func listReleases(goarch string) (map[int][]release, error) {
+	vs, err := listToolchainVersions()
+	if err != nil {
+		return nil, err
+	}
+	return parseReleases(vs, goarch), nil
+}
+
+// listToolchainVersions returns the module versions of golang.org/toolchain
+// ("v0.0.1-go1.16.15.linux-amd64", …) that the module proxy lists. It asks
+// through the host's go command, so GOPROXY, GONOPROXY, GOPRIVATE and the
+// proxy's credentials apply exactly as for a toolchain download; the go
+// command fetches only $GOPROXY/golang.org/toolchain/@v/list for it.
+func listToolchainVersions() ([]string, error) {
 	dir, err := os.MkdirTemp("", "uranus-offsets-list-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	cmd := exec.Command("go", "list", "-m", "-json", "-versions", "golang.org/toolchain")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "list", "-m", "-json", "-versions", "golang.org/toolchain")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local")
 	out, err := cmd.Output()
 	if err != nil {
-		msg := ""
-		if ee, ok := err.(*exec.ExitError); ok {
-			msg = string(ee.Stderr)
+		cause := err.Error()
+		if ee, ok := err.(*exec.ExitError); ok && len(bytes.TrimSpace(ee.Stderr)) > 0 {
+			cause = strings.Join(strings.Fields(string(ee.Stderr)), " ")
 		}
-		return nil, fmt.Errorf("listing golang.org/toolchain versions from the module proxy (GOPROXY=%s): %v %s", os.Getenv("GOPROXY"), err, msg)
+		if ctx.Err() != nil {
+			cause = "no answer within 2 minutes"
+		}
+		return nil, fmt.Errorf("cannot list golang.org/toolchain versions through the module proxy (GOPROXY=%s): %s; make the proxy reachable, or point GOPROXY at one that is (e.g. GOPROXY=https://proxy.golang.org)", goEnv("GOPROXY"), cause)
 	}
 	var mod struct{ Versions []string }
 	if err := json.Unmarshal(out, &mod); err != nil {
-		return nil, fmt.Errorf("listing golang.org/toolchain versions: %v", err)
+		return nil, fmt.Errorf("listing golang.org/toolchain versions: reading `go list` output: %v", err)
 	}
-	return parseReleases(mod.Versions, goarch), nil
+	return mod.Versions, nil
+}
+
+// goEnv is the go command's value of an environment setting (which may come
+// from its env file rather than the environment), for error messages.
+func goEnv(key string) string {
+	out, err := exec.Command("go", "env", key).Output()
+	if err != nil {
+		return os.Getenv(key)
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // parseReleases picks the release toolchains of goarch out of the module
