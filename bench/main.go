@@ -65,9 +65,13 @@ const (
 	cfgOTelHTTP = "otelhttp"
 	cfgOTelAuto = "otel-auto"
 	cfgUranusB  = "uranus-b"
+	// The server calls a downstream once per request: the cost of trace
+	// context on the wire is uranus-call-wire against uranus-call.
+	cfgCall     = "uranus-call"
+	cfgCallWire = "uranus-call-wire"
 )
 
-var allConfigs = []string{cfgBaseline, cfgFloor, cfgUranus, cfgUranusB, cfgOTelHTTP, cfgOTelAuto}
+var allConfigs = []string{cfgBaseline, cfgFloor, cfgUranus, cfgUranusB, cfgOTelHTTP, cfgOTelAuto, cfgCall, cfgCallWire}
 
 var configDoc = map[string]string{
 	cfgBaseline: "uninstrumented",
@@ -76,6 +80,8 @@ var configDoc = map[string]string{
 	cfgOTelHTTP: "otelhttp + OTel SDK in-process, OTLP/HTTP to the sink",
 	cfgOTelAuto: "go.opentelemetry.io/auto sidecar, OTLP/HTTP to the sink",
 	cfgUranusB:  "a second uranus binary (-uranus-b), measured like uranus",
+	cfgCall:     "the server GETs a downstream (the harness) once per request; uranus with --propagation off",
+	cfgCallWire: "as uranus-call, with --propagation network: traceparent inserted into each downstream request at the socket",
 }
 
 type options struct {

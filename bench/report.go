@@ -287,6 +287,14 @@ func (rs *results) report(w io.Writer) {
 			saturatedBusy, len(idle), len(rs.runs), strings.Join(idle, "; "))
 	}
 
+	if len(rs.of(cfgCall)) > 0 && len(rs.of(cfgCallWire)) > 0 {
+		ratio, ok := rs.perRound(cfgCallWire, cfgCall, func(c, b *result) (float64, bool) { return c.satRPS() / b.satRPS(), true })
+		_, wireUS := rs.bpfPerRequest(cfgCallWire)
+		_, offUS := rs.bpfPerRequest(cfgCall)
+		fmt.Fprintf(w, "\nTrace context on the wire (%s against %s): req/s at saturation %s×, BPF µs/req %s against %s.\n",
+			cfgCallWire, cfgCall, fmtOpt(ratio, ok, "%.2f"), wireUS, offUS)
+	}
+
 	for _, cfg := range []string{cfgUranus, cfgUranusB} {
 		vs := rs.verdicts(cfg)
 		if len(vs) == 0 {

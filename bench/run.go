@@ -201,6 +201,9 @@ func (h *harness) measure(cfg string, round int) (res *result, err error) {
 		args = append(args, "-otel")
 		env = append(env, h.otlpEnv()...)
 	}
+	if cfg == cfgCall || cfg == cfgCallWire {
+		args = append(args, "-downstream", h.sink.URL+"/downstream")
+	}
 	srv, err := startChild("server", server, args, env, o.ServerCPU)
 	if err != nil {
 		return nil, err
@@ -246,6 +249,11 @@ func (h *harness) measure(cfg string, round int) (res *result, err error) {
 			bin = o.UranusB
 		}
 		if err := h.startUranus(&inst, bin, pid); err != nil {
+			return nil, err
+		}
+	case cfgCall, cfgCallWire:
+		prop := map[string]string{cfgCall: "off", cfgCallWire: "network"}[cfg]
+		if err := h.startUranus(&inst, h.uranus, pid, "--propagation", prop); err != nil {
 			return nil, err
 		}
 	case cfgOTelAuto:
@@ -405,8 +413,8 @@ func (h *harness) otlpEnv() []string {
 // startUranus runs the uranus binary against pid on the load CPU and waits
 // until it has attached. Running it as its own process, as users do, lets
 // the kernel account its CPU and memory separately from the harness.
-func (h *harness) startUranus(inst *instrumentation, bin string, pid int) error {
-	c, err := startChild("uranus", bin, []string{"--pid", strconv.Itoa(pid)}, h.otlpEnv(), h.o.LoadCPU)
+func (h *harness) startUranus(inst *instrumentation, bin string, pid int, extra ...string) error {
+	c, err := startChild("uranus", bin, append([]string{"--pid", strconv.Itoa(pid)}, extra...), h.otlpEnv(), h.o.LoadCPU)
 	if err != nil {
 		return err
 	}

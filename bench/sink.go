@@ -50,6 +50,10 @@ func startSink() (*sink, error) {
 		w.Header().Set("Content-Type", "application/x-protobuf")
 		w.Write(ok)
 	})
+	// The downstream service of the configurations whose server calls one.
+	mux.HandleFunc("GET /downstream", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
 	s.srv = &http.Server{Handler: mux}
 	go s.srv.Serve(ln)
 	return s, nil

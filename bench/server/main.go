@@ -10,6 +10,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -26,16 +27,28 @@ var body = []byte("hello\n")
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	withOTel := flag.Bool("otel", false, "instrument in-process with otelhttp and the OTel SDK (a -tags otel build)")
+	downstream := flag.String("downstream", "", "GET this `URL` once per request before answering, as a service calling another does")
 	flag.Parse()
-	if err := serve(*addr, *withOTel); err != nil {
+	if err := serve(*addr, *withOTel, *downstream); err != nil {
 		fmt.Fprintln(os.Stderr, "server:", err)
 		os.Exit(1)
 	}
 }
 
-func serve(addr string, withOTel bool) error {
+func serve(addr string, withOTel bool, downstream string) error {
 	mux := http.NewServeMux()
+	// Keep-alive connections to the downstream, one per load connection.
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 	mux.HandleFunc("GET /hello", func(w http.ResponseWriter, r *http.Request) {
+		if downstream != "" {
+			resp, err := client.Get(downstream)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
 		w.Write(body)
 	})
 	var handler http.Handler = mux
