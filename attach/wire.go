@@ -91,10 +91,13 @@ func openWire() (*wire, error) {
 // loadWire loads the socket programs, and attaches them when attachLinks
 // is set; without, it only tells whether they would load.
 func loadWire(attachLinks bool) (*wire, error) {
-	cg, err := cgroup2Root()
+	cg, unmount, err := cgroup2Root()
 	if err != nil {
 		return nil, err
 	}
+	// A hierarchy uranus mounted itself is needed only to open it: the
+	// link holds the cgroup, and no mount of uranus's outlives this call.
+	defer unmount()
 	spec, err := bpf.LoadWire()
 	if err != nil {
 		return nil, fmt.Errorf("loading the socket programs' spec: %w", err)
@@ -222,10 +225,12 @@ func (w *wire) counters() WireCounters {
 
 // cgroup2Root finds where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup
 // on unified systems, /sys/fs/cgroup/unified on hybrid ones.
-func cgroup2Root() (string, error) {
+// When none is mounted it mounts one; unmount removes that mount again.
+func cgroup2Root() (dir string, unmount func(), err error) {
+	none := func() {}
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return "", fmt.Errorf("finding the cgroup v2 mount: %w", err)
+		return "", none, fmt.Errorf("finding the cgroup v2 mount: %w", err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -234,21 +239,24 @@ func cgroup2Root() (string, error) {
 		fields := strings.Fields(sc.Text())
 		for i, fld := range fields {
 			if fld == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && len(fields) > 4 {
-				return fields[4], nil
+				return fields[4], none, nil
 			}
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return "", fmt.Errorf("finding the cgroup v2 mount: %w", err)
+		return "", none, fmt.Errorf("finding the cgroup v2 mount: %w", err)
 	}
 	// A container often sees no cgroup v2 mount, though its processes are
-	// in the hierarchy: mount it privately (this mount namespace only).
-	if dir, err := mountCgroup2(); err == nil {
-		return dir, nil
-	} else {
-		return "", fmt.Errorf("no cgroup v2 hierarchy is mounted, and mounting one failed (%v): network-level propagation attaches to it "+
+	// in the hierarchy: mount it, for as long as it takes to attach.
+	dir, err = mountCgroup2()
+	if err != nil {
+		return "", none, fmt.Errorf("no cgroup v2 hierarchy is mounted, and mounting one failed (%v): network-level propagation attaches to it "+
 			"(mount one: mount -t cgroup2 none /sys/fs/cgroup/unified), or use --propagation memory or off", err)
 	}
+	return dir, func() {
+		syscall.Unmount(dir, syscall.MNT_DETACH)
+		os.Remove(dir)
+	}, nil
 }
 
 // mountCgroup2 mounts the cgroup v2 hierarchy on a directory of its own,
