@@ -168,9 +168,8 @@ int client_return(struct pt_regs *ctx)
 	u8 injected = 0;
 	if (c->wire == CALL_WIRE_ANNOUNCED) {
 		u64 sid = span_key(c->h.span_id);
-		injected = bpf_map_lookup_elem(&wire_sent, &sid) != 0;
-		if (injected)
-			bpf_map_delete_elem(&wire_sent, &sid);
+		// A failed delete means there was no entry: nothing went out.
+		injected = bpf_map_delete_elem(&wire_sent, &sid) == 0;
 		wire_withdraw(&c->key, c->h.span_id);
 	}
 	if (feature_wire) {

@@ -51,9 +51,10 @@ struct {
 
 // Requests whose traceparent went out, by span id (its 8 bytes as a u64):
 // their client's return reads it here, since by then the connection may
-// carry the next request already.
+// carry the next request already. A plain hash (cheaper than LRU): the
+// return deletes each entry; user space removes a dead process's.
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, u64);
 	__type(value, u32); // tgid, for clean-up
