@@ -108,7 +108,7 @@ func loadWire(attachLinks bool) (*wire, error) {
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("the kernel rejected the socket programs: %+v", ve)
 		}
-		return nil, permissionHint("loading the socket programs (sockops, sk_msg; they need CAP_NET_ADMIN besides CAP_SYS_ADMIN)", err)
+		return nil, permissionHint("loading the socket programs (sockops, sk_msg)", err)
 	}
 	if !attachLinks {
 		return w, nil
@@ -128,7 +128,7 @@ func loadWire(attachLinks bool) (*wire, error) {
 	ops, err := link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: ebpf.AttachCGroupSockOps, Program: w.objs.Sockops})
 	if err != nil {
 		w.close()
-		return nil, permissionHint("attaching the sockops program to cgroup "+cg+" (needs CAP_NET_ADMIN)", err)
+		return nil, permissionHint("attaching the sockops program to cgroup "+cg, err)
 	}
 	w.links = append(w.links, ops)
 	return w, nil
