@@ -38,6 +38,7 @@ Environment (OpenTelemetry standard):
   OTEL_EXPORTER_OTLP_ENDPOINT     e.g. http://127.0.0.1:4318
   OTEL_EXPORTER_OTLP_PROTOCOL     http/protobuf (default) or grpc
   OTEL_TRACES_SAMPLER[_ARG]       e.g. parentbased_traceidratio with 0.1
+  OTEL_URANUS_PROPAGATION         auto, network, memory or off (--propagation)
 
 Examples:
   uranus --exe ./shop
