@@ -37,6 +37,7 @@ func TestInjectionInVM(t *testing.T) {
 	}{
 		{"1.22.12", false}, {"1.22.12", true}, {"1.16.15", false}, {"1.27.4", true},
 		{"1.27.4", false}, {"1.13.15", true}, {"1.24.13", false}, {"1.24.13", true},
+		{"1.17.13", false}, {"1.21.13", false}, {"1.16.15", true},
 	} {
 		p := e2e.BuildTarget(t, "relay", b.version, testapp.Options{Stripped: b.stripped})
 		files["/targets/"+filepath.Base(p)] = p
