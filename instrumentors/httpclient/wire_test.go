@@ -219,8 +219,9 @@ func TestWireLoad(t *testing.T) {
 		}
 	}
 	// Go's Transport dials a spare connection now and then when none is
-	// idle at the instant a request starts: a few more than 4 is normal (6-7 seen), more on a loaded machine;
-	// the bound only says that connections were kept alive.
+	// idle at the instant a request starts: a few more than 4 is normal
+	// (6-7 seen), more on a loaded machine; the bound only says that
+	// connections were kept alive.
 	if len(tps) != n || len(ids) != n || conns > 64 {
 		t.Errorf("server saw %d requests with %d distinct parent ids on %d connections; want %d, %d, at most 64; %d without a valid traceparent, first %q",
 			len(tps), len(ids), conns, n, n, len(invalid), append(invalid, "")[0])
