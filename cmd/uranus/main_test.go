@@ -464,11 +464,16 @@ func TestPropagationLeavesNothing(t *testing.T) {
 			if got := attached(); len(got) > 0 {
 				t.Errorf("after %v, bpftool cgroup tree still shows %q", sig, got)
 			}
-			for i := 0; i < 50; i++ {
-				if err := exec.Command("bpftool", "prog", "show", "id", ids[0][2]).Run(); err != nil {
-					break
+			// The sk_msg program is also held by the psocks of the sockets
+			// enrolled meanwhile, which the kernel releases after the map,
+			// through RCU and a work queue: wait for that too.
+			for _, id := range ids {
+				for i := 0; i < 100; i++ {
+					if err := exec.Command("bpftool", "prog", "show", "id", id[2]).Run(); err != nil {
+						break
+					}
+					time.Sleep(100 * time.Millisecond)
 				}
-				time.Sleep(100 * time.Millisecond)
 			}
 			assertNoProgramsLeft(t, s)
 			// The connections enrolled while uranus ran still carry requests.
