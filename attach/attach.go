@@ -50,6 +50,10 @@ type Options struct {
 	// Constants are given to every BPF program that declares them, e.g. the
 	// sampler's (sampler_bound, sampler_parent_based).
 	Constants map[string]uint64
+	// ByFile puts each probe on the executable file once, with no PID
+	// filter, for every process that runs it (uranus --exe); otherwise
+	// probes serve the one process attached (--pid, tests).
+	ByFile bool
 	// Records, when set, sees every record before it becomes a span, and
 	// takes it by returning true (uranus tls-dump prints the TLS tap's).
 	// record is reused once Records returns.
@@ -72,28 +76,34 @@ type Attacher struct {
 	nextSource atomic.Uint32
 	sources    sync.Map // uint32 → *source
 
+	// pidns is uranus's PID namespace, when it is not the initial one: the
+	// probes drop calls of processes outside it.
+	pidns struct{ dev, ino uint64 }
+
 	mu      sync.Mutex
+	probes  map[probesKey]*probes
 	targets map[*Target]bool
 	retired Counters // counters of targets already detached
 	// retiredEventsDropped counts span events dropped by detached targets.
 	retiredEventsDropped uint64
 
-	unknownSource atomic.Uint64 // records whose source is gone
-	badRecords    atomic.Uint64 // records an instrumentor could not decode
-	lastBad       atomic.Value  // string
+	// running is set while Run reads; drains are requests to it to say
+	// when every record queued before the request has been handled.
+	running atomic.Bool
+	drains  chan chan struct{}
+
+	unknownSource  atomic.Uint64 // records whose source is gone
+	inFlightAtExit atomic.Uint64 // calls still in flight when their process or uranus exited
+	badRecords     atomic.Uint64 // records an instrumentor could not decode
+	lastBad        atomic.Value  // string
 }
 
-// source is one instrumentor loaded for one target: the origin of a record.
+// source is one instrumentor loaded for one executable: the origin of a
+// record, whose header names the process.
 type source struct {
-	target *Target
+	probes *probes
 	inst   *instrumentors.Instrumentor
-	state  any // the plan's State, for Convert
 }
-
-// TypeName and State make a source the instrumentors.Target its records'
-// Convert sees.
-func (s *source) TypeName(addr uint64) string { return s.target.TypeName(addr) }
-func (s *source) State() any                  { return s.state }
 
 // New prepares the shared ring buffer. It fails, with the reason and the
 // fix, when this process may not load BPF programs.
@@ -167,11 +177,14 @@ func New(opts Options) (*Attacher, error) {
 		reader:      reader,
 		clock:       newClock(),
 		targets:     map[*Target]bool{},
+		probes:      map[probesKey]*probes{},
+		drains:      make(chan chan struct{}, 256),
 		features:    features,
 		propagation: prop,
 		propWhy:     why,
 		wire:        w,
 	}
+	a.pidns.dev, a.pidns.ino = scopeNamespace()
 	return a, nil
 }
 
@@ -194,7 +207,15 @@ func permissionHint(doing string, err error) error {
 // nothing), and drops back to minPollInterval as soon as records arrive.
 // When ctx is done it reads what is left, then returns.
 func (a *Attacher) Run(ctx context.Context) error {
+	a.running.Store(true)
+	defer func() {
+		a.running.Store(false)
+		a.releaseDrains()
+	}()
 	go a.clock.run(ctx)
+	if a.opts.ByFile {
+		go a.reap(ctx)
+	}
 	var rec ringbuf.Record
 	hdrSize := int(unsafe.Sizeof(eventHeader{}))
 	stopping := false
@@ -208,6 +229,7 @@ func (a *Attacher) Run(ctx context.Context) error {
 		if err := a.reader.ReadInto(&rec); err != nil {
 			switch {
 			case errors.Is(err, os.ErrDeadlineExceeded):
+				a.releaseDrains() // the ring was found empty
 				if stopping {
 					return nil
 				}
@@ -231,7 +253,12 @@ func (a *Attacher) Run(ctx context.Context) error {
 			continue
 		}
 		src := v.(*source)
-		if a.opts.Records != nil && a.opts.Records(src.target, src.inst, rec.RawSample) {
+		t := a.targetOf(src.probes, int(h.Pid))
+		if t == nil {
+			a.unknownSource.Add(1)
+			continue
+		}
+		if a.opts.Records != nil && a.opts.Records(t, src.inst, rec.RawSample) {
 			continue
 		}
 		span := otel.Span{
@@ -247,11 +274,91 @@ func (a *Attacher) Run(ctx context.Context) error {
 			a.noteBad(fmt.Sprintf("%s: emits records but declares no Convert", src.inst.ID))
 			continue
 		}
-		if err := src.inst.Convert(rec.RawSample, &span, src); err != nil {
+		if err := src.inst.Convert(rec.RawSample, &span, t.views[h.Source]); err != nil {
 			a.noteBad(fmt.Sprintf("%s: %v", src.inst.ID, err))
 			continue
 		}
-		src.target.emit(&span)
+		t.emit(&span)
+		if len(a.drains) > 0 && a.reader.AvailableBytes() == 0 {
+			a.releaseDrains()
+		}
+	}
+}
+
+// drain waits until every record queued now has been handled (read from
+// the ring and turned into a span), or timeout.
+func (a *Attacher) drain(timeout time.Duration) {
+	if !a.running.Load() {
+		return
+	}
+	done := make(chan struct{})
+	select {
+	case a.drains <- done:
+	default:
+		return // too many waiting: do not block a detach on it
+	}
+	select {
+	case <-done:
+	case <-time.After(timeout):
+	}
+}
+
+// releaseDrains answers every drain request made so far: the reader found
+// the ring empty after handling what it had read.
+func (a *Attacher) releaseDrains() {
+	for {
+		select {
+		case done := <-a.drains:
+			close(done)
+		default:
+			return
+		}
+	}
+}
+
+// reap detaches, every second, the processes that exited: those that
+// announced themselves by their records may be gone before anyone else
+// noticed them. It removes the probes of an executable no process runs
+// once its file is replaced or written to. Records of a pid detached over
+// a minute ago are no longer held for dropping: the pid may be reused.
+func (a *Attacher) reap(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		var dead []*Target
+		var idle []*probes
+		a.mu.Lock()
+		for t := range a.targets {
+			dead = append(dead, t)
+		}
+		for _, pr := range a.probes {
+			for pid, when := range pr.gone {
+				if time.Since(when) > time.Minute {
+					delete(pr.gone, pid)
+				}
+			}
+			if len(pr.targets) == 0 {
+				idle = append(idle, pr)
+			}
+		}
+		a.mu.Unlock()
+		for _, t := range dead {
+			if !t.Process.Running() {
+				a.log.Debug("process exited; its spans flushed", "pid", t.Process.PID, "exe", t.Process.Exe)
+				t.Detach(context.Background())
+			}
+		}
+		for _, pr := range idle {
+			if !pr.unchanged() {
+				a.log.Info("probes removed: the executable was replaced or written to", "exe", pr.exe)
+				a.closeProbes(pr)
+			}
+		}
 	}
 }
 
@@ -275,7 +382,8 @@ func (a *Attacher) noteBad(msg string) {
 	a.lastBad.Store(msg)
 }
 
-// Close detaches every target and releases the ring buffer.
+// Close detaches every target, removes every probe and releases the ring
+// buffer.
 func (a *Attacher) Close() error {
 	a.mu.Lock()
 	var targets []*Target
@@ -283,8 +391,18 @@ func (a *Attacher) Close() error {
 		targets = append(targets, t)
 	}
 	a.mu.Unlock()
+	a.RemoveProbes()
 	for _, t := range targets {
 		t.Detach(context.Background())
+	}
+	a.mu.Lock()
+	var kept []*probes
+	for _, pr := range a.probes {
+		kept = append(kept, pr)
+	}
+	a.mu.Unlock()
+	for _, pr := range kept {
+		a.closeProbes(pr)
 	}
 	if a.wire != nil {
 		a.wire.close()
@@ -293,15 +411,32 @@ func (a *Attacher) Close() error {
 	return a.events.Close()
 }
 
+// RemoveProbes takes every uprobe out, keeping what is needed to read
+// what they recorded: from here on no call starts or ends, and what is in
+// flight is reported as such when each target is detached.
+func (a *Attacher) RemoveProbes() {
+	a.mu.Lock()
+	var all []*probes
+	for _, pr := range a.probes {
+		all = append(all, pr)
+	}
+	a.mu.Unlock()
+	// Unlinking takes a while per site: not under the lock the reader
+	// needs.
+	for _, pr := range all {
+		pr.unlink()
+	}
+}
+
 // Propagation says how trace context reaches called services, and why
 // that mode was chosen.
 func (a *Attacher) Propagation() (mode Propagation, why string) {
 	return a.propagation, a.propWhy
 }
 
-func (a *Attacher) addSource(t *Target, plan *Plan) uint32 {
+func (a *Attacher) addSource(pr *probes, plan *Plan) uint32 {
 	id := a.nextSource.Add(1)
-	a.sources.Store(id, &source{target: t, inst: plan.Inst, state: plan.State})
+	a.sources.Store(id, &source{probes: pr, inst: plan.Inst})
 	return id
 }
 
@@ -310,9 +445,12 @@ type Stats struct {
 	Targets       int
 	ProbeSites    int      // uprobes attached now: function entries and RET sites
 	Probes        Counters // summed over every program loaded since start
-	UnknownSource uint64   // records that arrived after their target was detached
-	BadRecords    uint64   // records an instrumentor could not decode
-	LastBad       string
+	UnknownSource uint64   // records that arrived after their process was detached
+	// InFlightAtExit are calls entered and not returned when their process
+	// or uranus exited; the sampled ones became spans marked incomplete.
+	InFlightAtExit uint64
+	BadRecords     uint64 // records an instrumentor could not decode
+	LastBad        string
 	// EventsDropped are span events (TLS plaintext, byte counts) whose span
 	// never ended in time, or that exceeded the per-span cap.
 	EventsDropped uint64
@@ -322,7 +460,7 @@ type Stats struct {
 
 // Stats sums the counters of every attached target.
 func (a *Attacher) Stats() Stats {
-	s := Stats{UnknownSource: a.unknownSource.Load(), BadRecords: a.badRecords.Load()}
+	s := Stats{UnknownSource: a.unknownSource.Load(), BadRecords: a.badRecords.Load(), InFlightAtExit: a.inFlightAtExit.Load()}
 	if a.wire != nil {
 		s.Wire = a.wire.counters()
 	}
@@ -336,7 +474,9 @@ func (a *Attacher) Stats() Stats {
 	for t := range a.targets {
 		s.Targets++
 		s.EventsDropped += t.events.droppedCount()
-		for _, l := range t.loaded {
+	}
+	for _, pr := range a.probes {
+		for _, l := range pr.loaded {
 			s.Probes.add(l.counters())
 			s.ProbeSites += l.sites
 		}

@@ -6,33 +6,83 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/uranus-otel/uranus/binary"
+	"github.com/uranus-otel/uranus/instrumentors"
 	"github.com/uranus-otel/uranus/offsets"
 	"github.com/uranus-otel/uranus/otel"
 	"github.com/uranus-otel/uranus/target"
 )
 
-// Target is one attached process.
+// Target is one traced process.
 type Target struct {
 	a         *Attacher
 	Process   target.Process
 	GoVersion string
 	Plans     []Plan
+	probes    *probes
 	proc      *otel.Process
-	goSpans   *ebpf.Map
-	loaded    []*loaded
 	detach    sync.Once
-	runtime   targetRuntime
 	types     typeNames
 	events    pendingEvents
+	// views are what each instrumentor's Convert sees of this process, by
+	// source id: made once, so that a record costs no allocation.
+	views map[uint32]*view
 }
 
-// loaded is one instrumentor's programs in one target.
+// view is one instrumentor's records of one process: the
+// instrumentors.Target its Convert sees.
+type view struct {
+	t     *Target
+	inst  *instrumentors.Instrumentor
+	state any
+}
+
+func (v *view) TypeName(addr uint64) string { return v.t.TypeName(addr) }
+func (v *view) State() any                  { return v.state }
+
+// probes are one executable's instrumentors, loaded and attached once. With
+// Options.ByFile they carry no PID filter: a uprobe belongs to the file, so
+// every process running it — already running or started later, from its
+// first instruction — is traced by the same programs, and records name
+// their process. Without it they serve one process, as --pid asks.
+type probes struct {
+	key       probesKey
+	path      string // the file's path; probes by file are kept while it names the file
+	exe       string // for display
+	goVersion string
+	plans     []Plan
+	runtime   targetRuntime
+	goSpans   *ebpf.Map
+	loaded    []*loaded
+	// targets and gone are guarded by Attacher.mu: the processes seen, and
+	// those detached recently, whose late records are dropped and counted
+	// rather than starting a second process resource.
+	targets map[int]*Target
+	gone    map[int]time.Time
+	closed  bool
+	// changed is the file's ctime when it was probed. A file written in
+	// place while no process runs it would meet uprobes planned for its
+	// old contents, so probes kept on an idle file go when it changes.
+	changed int64
+}
+
+// probesKey names an executable file; pid is set when the probes serve
+// only that process.
+type probesKey struct {
+	dev, ino uint64
+	pid      int
+}
+
+// loaded is one instrumentor's programs for one executable.
 type loaded struct {
 	plan   *Plan
 	source uint32
@@ -41,79 +91,206 @@ type loaded struct {
 	sites  int // probe sites attached
 }
 
-// Attach analyses p's binary and attaches every instrumentor that can be.
-// Instrumentors that cannot are listed in the returned Target's Plans with
-// their reason; an error means nothing was attached.
+// Attach traces p. The first process of an executable loads and attaches
+// every instrumentor that can be; later ones of the same file (ByFile) join
+// its probes at no cost. Instrumentors that cannot attach are listed in the
+// returned Target's Plans with their reason; an error means nothing traces p.
 func (a *Attacher) Attach(ctx context.Context, p target.Process) (*Target, error) {
+	key := probesKey{dev: p.Dev, ino: p.Ino}
+	if !a.opts.ByFile {
+		key.pid = p.PID
+	}
+	for try := 0; ; try++ {
+		a.mu.Lock()
+		pr := a.probes[key]
+		a.mu.Unlock()
+		if pr == nil {
+			var err error
+			// Read through /proc (the file the process really runs, whatever
+			// mount namespace it is in); kept while p.Exe names that file.
+			if pr, err = a.loadProbes(p.ExePath(), p.Exe, key, p.String()); err != nil {
+				return nil, err
+			}
+		}
+		t, err := a.target(ctx, pr, p)
+		if errors.Is(err, errProbesClosed) && try == 0 {
+			continue // removed meanwhile (the file changed): probe it anew
+		}
+		return t, err
+	}
+}
+
+var errProbesClosed = errors.New("its executable's probes were removed meanwhile")
+
+// Prepare puts probes on the executable at path before any process runs it
+// (ByFile only), so that its processes are traced from their first
+// instruction however briefly they run.
+func (a *Attacher) Prepare(path string) error {
+	if !a.opts.ByFile {
+		return errors.New("attach: Prepare needs Options.ByFile")
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	key := probesKey{dev: st.Dev, ino: st.Ino}
+	a.mu.Lock()
+	pr := a.probes[key]
+	a.mu.Unlock()
+	if pr != nil {
+		return nil
+	}
+	_, err := a.loadProbes(path, path, key, path)
+	return err
+}
+
+// loadProbes analyses the executable at path and attaches every
+// instrumentor that can be; exe is the file's own path, for display and for
+// telling when it is replaced.
+func (a *Attacher) loadProbes(path, exe string, key probesKey, what string) (*probes, error) {
 	start := time.Now()
-	bin, err := binary.Open(p.ExePath())
+	bin, err := binary.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer bin.Close()
 	plans, err := MakePlans(bin, a.opts.Instrumentors, a.opts.Table)
 	if err != nil {
-		return nil, fmt.Errorf("pid %d: %w", p.PID, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	a.log.Debug("planned", "pid", p.PID, "took", time.Since(start))
+	a.log.Debug("planned", "exe", exe, "pid", key.pid, "took", time.Since(start))
 
-	t := &Target{a: a, Process: p, GoVersion: bin.GoVersion, Plans: plans}
+	pr := &probes{key: key, path: exe, exe: exe, goVersion: bin.GoVersion, plans: plans,
+		targets: map[int]*Target{}, gone: map[int]time.Time{}}
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err == nil {
+		pr.changed = st.Ctim.Nano()
+	}
 	if bin.IsGo() {
 		rt, err := runtimeOffsets(bin, a.opts.Table)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
-		t.runtime = rt
+		pr.runtime = rt
 	}
-	t.types = typeNames{path: p.ExePath(), layout: t.runtime.types, names: map[uint64]string{}}
-	t.proc, err = a.opts.Pipeline.NewProcess(ctx, otel.ProcessInfo{PID: p.PID, Executable: p.Exe, GoVersion: bin.GoVersion})
+	ex, err := link.OpenExecutable(path)
 	if err != nil {
-		return nil, err
-	}
-	ex, err := link.OpenExecutable(p.ExePath())
-	if err != nil {
-		t.proc.Close(ctx)
-		return nil, fmt.Errorf("%s: opening the executable for probing: %w", p, err)
+		return nil, fmt.Errorf("%s: opening the executable for probing: %w", what, err)
 	}
 
 	var reasons []string
-	for i := range t.Plans {
-		plan := &t.Plans[i]
+	for i := range pr.plans {
+		plan := &pr.plans[i]
 		if plan.Skip != "" {
 			reasons = append(reasons, plan.Inst.ID+": "+plan.Skip)
 			continue
 		}
 		loadStart := time.Now()
-		l, err := a.load(t, plan, bin, ex)
-		a.log.Debug("loaded and attached", "pid", p.PID, "instrumentor", plan.Inst.ID, "took", time.Since(loadStart))
+		l, err := a.load(pr, plan, bin, ex)
+		a.log.Debug("loaded and attached", "exe", exe, "pid", key.pid, "instrumentor", plan.Inst.ID, "took", time.Since(loadStart))
 		if err != nil {
 			plan.Skip = err.Error()
 			reasons = append(reasons, plan.Inst.ID+": "+plan.Skip)
 			continue
 		}
-		t.loaded = append(t.loaded, l)
+		pr.loaded = append(pr.loaded, l)
 		// Attached, but some value cannot be read from this Go version:
 		// the program leaves it out, and the user must hear why.
 		for _, u := range plan.Unreported {
-			a.log.Warn("cannot report a value for this Go version", "pid", p.PID, "go", bin.GoVersion,
+			a.log.Warn("cannot report a value for this Go version", "exe", exe, "go", bin.GoVersion,
 				"instrumentor", plan.Inst.ID, "value", u.Value, "missing", fmt.Sprint(u.Missing),
 				"fix", "a newer uranus may know where this Go version keeps it; to add it, regenerate the offsets table with `"+offsets.Regenerate+"` and name the member's new place in the instrumentor's Consts")
 		}
 	}
-	if len(t.loaded) == 0 {
-		t.Detach(ctx)
-		return nil, fmt.Errorf("%s: no instrumentor could attach: %s", p, strings.Join(reasons, "; "))
+	if len(pr.loaded) == 0 {
+		a.closeProbes(pr)
+		return nil, fmt.Errorf("%s: no instrumentor could attach: %s", what, strings.Join(reasons, "; "))
 	}
 	a.mu.Lock()
+	a.probes[key] = pr
+	// A new file at a path whose old file no process runs any more: the
+	// old file's probes go now rather than wait for the process that will
+	// never come.
+	var stale []*probes
+	for k, o := range a.probes {
+		if o != pr && o.path == exe && k.pid == 0 && len(o.targets) == 0 {
+			stale = append(stale, o)
+		}
+	}
+	a.mu.Unlock()
+	for _, o := range stale {
+		a.log.Debug("probes removed: the file at their path was replaced", "exe", o.exe)
+		a.closeProbes(o)
+	}
+	return pr, nil
+}
+
+// target returns the Target of process p under pr, making it when p is new.
+func (a *Attacher) target(ctx context.Context, pr *probes, p target.Process) (*Target, error) {
+	a.mu.Lock()
+	t := pr.targets[p.PID]
+	a.mu.Unlock()
+	if t != nil {
+		return t, nil
+	}
+	t = &Target{a: a, Process: p, GoVersion: pr.goVersion, Plans: pr.plans, probes: pr, views: map[uint32]*view{}}
+	for _, l := range pr.loaded {
+		t.views[l.source] = &view{t: t, inst: l.plan.Inst, state: l.plan.State}
+	}
+	t.types = typeNames{path: p.ExePath(), layout: pr.runtime.types, names: map[uint64]string{}}
+	proc, err := a.opts.Pipeline.NewProcess(ctx, otel.ProcessInfo{PID: p.PID, Executable: p.Exe, GoVersion: pr.goVersion})
+	if err != nil {
+		return nil, err
+	}
+	t.proc = proc
+	a.mu.Lock()
+	if other := pr.targets[p.PID]; other != nil || pr.closed {
+		a.mu.Unlock()
+		proc.Close(ctx)
+		if other == nil {
+			return nil, fmt.Errorf("%s: %w", p, errProbesClosed)
+		}
+		return other, nil
+	}
+	pr.targets[p.PID] = t
+	delete(pr.gone, p.PID)
 	a.targets[t] = true
 	a.mu.Unlock()
 	return t, nil
 }
 
+// targetOf finds the process a record of pr came from. A process of a
+// file probed as a whole may announce itself by its first record, before
+// the /proc scan sees it (it may also be gone by then): it becomes a
+// Target now. Records of a process detached moments ago return nil.
+func (a *Attacher) targetOf(pr *probes, pid int) *Target {
+	a.mu.Lock()
+	t := pr.targets[pid]
+	_, gone := pr.gone[pid]
+	a.mu.Unlock()
+	// Records can also come before Attach has made the Target: its
+	// probes fire from the moment they are attached.
+	if t != nil || gone || pid <= 0 || pr.key.pid != 0 && pid != pr.key.pid {
+		return t
+	}
+	p, err := target.Lookup(pid)
+	if err != nil || p.Dev != pr.key.dev || p.Ino != pr.key.ino {
+		// Already gone (or exec'd something else): its spans still carry
+		// what is known of it.
+		p = target.Process{PID: pid, Exe: pr.exe, Dev: pr.key.dev, Ino: pr.key.ino}
+	}
+	t, err = a.target(context.Background(), pr, p)
+	if err != nil {
+		return nil
+	}
+	a.log.Debug("process traced from its first records", "pid", pid, "exe", p.Exe)
+	return t
+}
+
 // load loads one instrumentor's collection with t's constants and attaches
 // its programs: RET sites first, so that no call is entered without its
 // return being watched.
-func (a *Attacher) load(t *Target, plan *Plan, bin *binary.File, ex *link.Executable) (*loaded, error) {
+func (a *Attacher) load(pr *probes, plan *Plan, bin *binary.File, ex *link.Executable) (*loaded, error) {
 	spec, err := plan.Inst.Spec()
 	if err != nil {
 		return nil, fmt.Errorf("loading the BPF spec: %w", err)
@@ -126,12 +303,14 @@ func (a *Attacher) load(t *Target, plan *Plan, bin *binary.File, ex *link.Execut
 			delete(spec.Programs, pp.Return)
 		}
 	}
-	l := &loaded{plan: plan, source: a.addSource(t, plan)}
+	l := &loaded{plan: plan, source: a.addSource(pr, plan)}
 	core := map[string]any{
 		"go_regabi":         boolByte(bin.RegABI),
 		"source_id":         l.source,
-		"off_g_goid":        t.runtime.goid,
-		"off_g_parent_goid": t.runtime.parentGoid,
+		"off_g_goid":        pr.runtime.goid,
+		"off_g_parent_goid": pr.runtime.parentGoid,
+		"scope_pidns_dev":   a.pidns.dev,
+		"scope_pidns_ino":   a.pidns.ino,
 	}
 	for name, v := range a.opts.Constants {
 		core[name] = v
@@ -162,12 +341,12 @@ func (a *Attacher) load(t *Target, plan *Plan, bin *binary.File, ex *link.Execut
 		repl["events"] = a.events
 	}
 	if ms, ok := spec.Maps["goroutine_spans"]; ok {
-		if t.goSpans == nil {
-			if t.goSpans, err = ebpf.NewMap(ms); err != nil {
+		if pr.goSpans == nil {
+			if pr.goSpans, err = ebpf.NewMap(ms); err != nil {
 				return nil, permissionHint("creating the goroutine span map", err)
 			}
 		}
-		repl["goroutine_spans"] = t.goSpans
+		repl["goroutine_spans"] = pr.goSpans
 	}
 	for name, ms := range spec.Maps {
 		if !strings.HasPrefix(name, "wire_") {
@@ -183,7 +362,7 @@ func (a *Attacher) load(t *Target, plan *Plan, bin *binary.File, ex *link.Execut
 	if err != nil && dropFeatures(spec, plan) {
 		// A kernel may refuse a feature's program (bpf_probe_write_user
 		// under lockdown) and still run the rest.
-		a.log.Warn("loading without optional features", "pid", t.Process.PID, "instrumentor", plan.Inst.ID, "err", err)
+		a.log.Warn("loading without optional features", "exe", pr.exe, "instrumentor", plan.Inst.ID, "err", err)
 		coll, err = ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
 	}
 	if err != nil {
@@ -210,7 +389,7 @@ func (a *Attacher) load(t *Target, plan *Plan, bin *binary.File, ex *link.Execut
 	for name, prog := range coll.Programs {
 		if info, err := prog.Info(); err == nil {
 			if id, ok := info.ID(); ok {
-				a.log.Debug("loaded BPF program", "pid", t.Process.PID, "instrumentor", plan.Inst.ID, "program", name, "prog_id", id)
+				a.log.Debug("loaded BPF program", "exe", pr.exe, "pid", pr.key.pid, "instrumentor", plan.Inst.ID, "program", name, "prog_id", id)
 			}
 		}
 	}
@@ -221,7 +400,8 @@ func (a *Attacher) load(t *Target, plan *Plan, bin *binary.File, ex *link.Execut
 			return fmt.Errorf("the BPF collection has no program %s", progName)
 		}
 		fn := pp.Func
-		opts := &link.UprobeOptions{Address: fn.FileOffset, Offset: offset, PID: t.Process.PID, Cookie: pp.Cookie}
+		// PID 0: every process of the file.
+		opts := &link.UprobeOptions{Address: fn.FileOffset, Offset: offset, PID: pr.key.pid, Cookie: pp.Cookie}
 		attachFn := ex.Uprobe
 		if uretprobe {
 			attachFn = ex.Uretprobe
@@ -273,46 +453,146 @@ func (l *loaded) close() {
 	}
 }
 
-// Detach removes t's probes, waits briefly for the records already in the
-// ring buffer to be read, then flushes t's spans.
+// Detach stops tracing t: it waits briefly for the records already in the
+// ring buffer to be read, then flushes t's spans. The executable's probes
+// go with its last process, unless they were put on the file as a whole and
+// the file is still where it was found: the next process of it is then
+// traced from its first instruction.
 func (t *Target) Detach(ctx context.Context) {
 	t.detach.Do(func() {
-		for _, l := range t.loaded {
-			for i := len(l.links) - 1; i >= 0; i-- {
-				l.links[i].Close()
-			}
-			l.links = nil
+		a, pr := t.a, t.probes
+		a.mu.Lock()
+		last := len(pr.targets) == 1 && pr.targets[t.Process.PID] == t
+		a.mu.Unlock()
+		keep := pr.unchanged()
+		if last && !keep {
+			pr.unlink()
 		}
-		// Records of this target still queued must find their source.
-		deadline := time.Now().Add(time.Second)
-		for t.a.reader.AvailableBytes() > 0 && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
+		// Records of this process still queued must find it.
+		a.drain(time.Second)
+		a.mu.Lock()
+		delete(a.targets, t)
+		if pr.targets[t.Process.PID] == t {
+			delete(pr.targets, t.Process.PID)
+			pr.gone[t.Process.PID] = time.Now()
 		}
-		t.a.mu.Lock()
-		delete(t.a.targets, t)
-		for _, l := range t.loaded {
-			t.a.retired.add(l.counters())
-		}
+		empty := len(pr.targets) == 0
 		// Events still waiting for a span that will never end are lost.
-		t.a.retiredEventsDropped += t.events.droppedCount() + t.events.pendingCount()
-		t.a.mu.Unlock()
-		sources := map[uint32]bool{}
-		for _, l := range t.loaded {
-			t.a.sources.Delete(l.source)
-			sources[l.source] = true
-			l.close()
-		}
-		if t.a.wire != nil {
-			t.a.wire.forget(sources)
-		}
-		if t.goSpans != nil {
-			t.goSpans.Close()
+		a.retiredEventsDropped += t.events.droppedCount() + t.events.pendingCount()
+		a.mu.Unlock()
+		a.flushInFlight(t)
+		if empty && !keep {
+			a.closeProbes(pr)
 		}
 		t.types.close()
 		if t.proc != nil {
 			t.proc.Close(ctx)
 		}
 	})
+}
+
+// flushInFlight turns t's calls that were entered and never returned into
+// spans marked incomplete, ending now, and removes them from the in-flight
+// maps: t's process exited, or uranus is exiting.
+func (a *Attacher) flushInFlight(t *Target) {
+	hdrSize := int(unsafe.Sizeof(eventHeader{}))
+	now := time.Now()
+	for _, l := range t.probes.loaded {
+		inst := l.plan.Inst
+		m := l.coll.Maps[inst.InFlight]
+		if inst.InFlight == "" || m == nil || int(m.ValueSize()) < hdrSize {
+			continue
+		}
+		var key uint64
+		val := make([]byte, m.ValueSize())
+		var mine []uint64
+		it := m.Iterate()
+		for it.Next(&key, &val) {
+			h := (*eventHeader)(unsafe.Pointer(&val[0]))
+			if int(h.Pid) != t.Process.PID || h.Source != l.source {
+				continue
+			}
+			mine = append(mine, key)
+			if h.Flags&flagSampled == 0 {
+				continue
+			}
+			span := otel.Span{
+				TraceID: trace.TraceID(h.TraceId),
+				SpanID:  trace.SpanID(h.SpanId),
+				Parent:  trace.SpanID(h.ParentSpanId),
+				Sampled: true,
+				Start:   a.clock.wall(h.StartNs),
+				End:     now,
+				Kind:    inst.InFlightKind,
+				Name:    inst.ID + " call in flight",
+				Attrs:   []attribute.KeyValue{attrIncomplete},
+			}
+			span.RemoteParent = h.Flags&flagRemoteParent != 0
+			t.emit(&span)
+		}
+		for _, k := range mine {
+			m.Delete(k)
+		}
+		if len(mine) > 0 {
+			a.inFlightAtExit.Add(uint64(len(mine)))
+		}
+	}
+}
+
+// attrIncomplete marks a span whose call had not returned when its process
+// or uranus exited: its end is that moment, and what the return would have
+// told (status, response) is unknown.
+var attrIncomplete = attribute.Bool("uranus.incomplete", true)
+
+// unchanged reports whether pr's probes may stay with no process to
+// trace: they are on the file as a whole, its path still names it, and it
+// was not written since it was probed.
+func (pr *probes) unchanged() bool {
+	var st syscall.Stat_t
+	return pr.key.pid == 0 && syscall.Stat(pr.path, &st) == nil &&
+		st.Dev == pr.key.dev && st.Ino == pr.key.ino && st.Ctim.Nano() == pr.changed
+}
+
+// unlink removes pr's uprobes, keeping its maps and sources.
+func (pr *probes) unlink() {
+	for _, l := range pr.loaded {
+		for i := len(l.links) - 1; i >= 0; i-- {
+			l.links[i].Close()
+		}
+		l.links = nil
+	}
+}
+
+// closeProbes removes pr's uprobes and programs, and forgets its sources.
+func (a *Attacher) closeProbes(pr *probes) {
+	a.mu.Lock()
+	if pr.closed {
+		a.mu.Unlock()
+		return
+	}
+	pr.closed = true
+	if a.probes[pr.key] == pr {
+		delete(a.probes, pr.key)
+	}
+	a.mu.Unlock()
+	pr.unlink()
+	a.mu.Lock()
+	for _, l := range pr.loaded {
+		a.retired.add(l.counters())
+	}
+	a.mu.Unlock()
+	sources := map[uint32]bool{}
+	for _, l := range pr.loaded {
+		a.sources.Delete(l.source)
+		sources[l.source] = true
+		l.close()
+	}
+	if a.wire != nil {
+		a.wire.forget(sources)
+	}
+	if pr.goSpans != nil {
+		pr.goSpans.Close()
+	}
 }
 
 // emit hands a span to the target's pipeline, with the events recorded for
@@ -331,7 +611,7 @@ func (t *Target) emit(s *otel.Span) {
 // Attached lists the instrumentors attached and their probe-site counts.
 func (t *Target) Attached() map[string]int {
 	m := map[string]int{}
-	for _, l := range t.loaded {
+	for _, l := range t.probes.loaded {
 		m[l.plan.Inst.ID] = l.sites
 	}
 	return m
@@ -349,11 +629,15 @@ type Counters struct {
 	ReadError    uint64 // failed reads of target memory
 	Unsampled    uint64 // spans the sampler dropped before they reached user space
 	Extra        [4]uint64
+	// OutOfScope are calls of processes outside uranus's PID namespace that
+	// ran a probed executable (another container of the same image): dropped
+	// in the kernel.
+	OutOfScope uint64
 }
 
 func (c *Counters) fields() []*uint64 {
 	return []*uint64{&c.Entry, &c.Return, &c.Events, &c.RingbufFull, &c.NoEntry, &c.InflightFull, &c.ReadError, &c.Unsampled,
-		&c.Extra[0], &c.Extra[1], &c.Extra[2], &c.Extra[3]}
+		&c.Extra[0], &c.Extra[1], &c.Extra[2], &c.Extra[3], &c.OutOfScope}
 }
 
 func (c *Counters) add(o Counters) {
@@ -363,10 +647,11 @@ func (c *Counters) add(o Counters) {
 	}
 }
 
-// Counters returns the counters of one instrumentor in t, by ID.
+// Counters returns the counters of each instrumentor by ID, summed over
+// every process of t's executable when its probes serve them all.
 func (t *Target) Counters() map[string]Counters {
 	m := map[string]Counters{}
-	for _, l := range t.loaded {
+	for _, l := range t.probes.loaded {
 		m[l.plan.Inst.ID] = l.counters()
 	}
 	return m

@@ -22,8 +22,9 @@ type CoreEventHeader struct {
 	ParentSpanId [8]uint8
 	Goid         uint64
 	Source       uint32
+	Pid          uint32
 	Flags        uint8
-	Pad          [3]uint8
+	Pad          [7]uint8
 }
 
 type CoreSpanCtx struct {
@@ -49,6 +50,8 @@ const (
 	CoreVarOffG_parentGoid    = "off_g_parent_goid"
 	CoreVarSamplerBound       = "sampler_bound"
 	CoreVarSamplerParentBased = "sampler_parent_based"
+	CoreVarScopePidnsDev      = "scope_pidns_dev"
+	CoreVarScopePidnsIno      = "scope_pidns_ino"
 	CoreVarSourceId           = "source_id"
 )
 
@@ -117,6 +120,8 @@ type CoreVariableSpecs struct {
 	OffG_parentGoid    *ebpf.VariableSpec `ebpf:"off_g_parent_goid"`
 	SamplerBound       *ebpf.VariableSpec `ebpf:"sampler_bound"`
 	SamplerParentBased *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
+	ScopePidnsDev      *ebpf.VariableSpec `ebpf:"scope_pidns_dev"`
+	ScopePidnsIno      *ebpf.VariableSpec `ebpf:"scope_pidns_ino"`
 	SourceId           *ebpf.VariableSpec `ebpf:"source_id"`
 }
 
@@ -165,6 +170,8 @@ type CoreVariables struct {
 	OffG_parentGoid    *ebpf.Variable `ebpf:"off_g_parent_goid"`
 	SamplerBound       *ebpf.Variable `ebpf:"sampler_bound"`
 	SamplerParentBased *ebpf.Variable `ebpf:"sampler_parent_based"`
+	ScopePidnsDev      *ebpf.Variable `ebpf:"scope_pidns_dev"`
+	ScopePidnsIno      *ebpf.Variable `ebpf:"scope_pidns_ino"`
 	SourceId           *ebpf.Variable `ebpf:"source_id"`
 }
 

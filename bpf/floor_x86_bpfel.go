@@ -36,6 +36,8 @@ const (
 	FloorVarOffG_parentGoid    = "off_g_parent_goid"
 	FloorVarSamplerBound       = "sampler_bound"
 	FloorVarSamplerParentBased = "sampler_parent_based"
+	FloorVarScopePidnsDev      = "scope_pidns_dev"
+	FloorVarScopePidnsIno      = "scope_pidns_ino"
 	FloorVarSourceId           = "source_id"
 )
 
@@ -104,6 +106,8 @@ type FloorVariableSpecs struct {
 	OffG_parentGoid    *ebpf.VariableSpec `ebpf:"off_g_parent_goid"`
 	SamplerBound       *ebpf.VariableSpec `ebpf:"sampler_bound"`
 	SamplerParentBased *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
+	ScopePidnsDev      *ebpf.VariableSpec `ebpf:"scope_pidns_dev"`
+	ScopePidnsIno      *ebpf.VariableSpec `ebpf:"scope_pidns_ino"`
 	SourceId           *ebpf.VariableSpec `ebpf:"source_id"`
 }
 
@@ -150,6 +154,8 @@ type FloorVariables struct {
 	OffG_parentGoid    *ebpf.Variable `ebpf:"off_g_parent_goid"`
 	SamplerBound       *ebpf.Variable `ebpf:"sampler_bound"`
 	SamplerParentBased *ebpf.Variable `ebpf:"sampler_parent_based"`
+	ScopePidnsDev      *ebpf.Variable `ebpf:"scope_pidns_dev"`
+	ScopePidnsIno      *ebpf.Variable `ebpf:"scope_pidns_ino"`
 	SourceId           *ebpf.Variable `ebpf:"source_id"`
 }
 

@@ -193,9 +193,14 @@ static __always_inline struct regs *save_regs(struct pt_regs *ctx)
 #define reg_value(regs, i) ((regs)->r[(i) & 15])
 
 // where identifies the running goroutine (or C thread) and how deep sp is
-// in its stack; 0 when it cannot be told.
+// in its stack; 0 when it cannot be told (counted) or the process is out of
+// uranus's scope (counted apart).
 static __always_inline int where(struct pt_regs *ctx, u64 sp, u64 *thread, u64 *pos)
 {
+	if (current_pid() < 0) {
+		stat_inc(STAT_OUT_OF_SCOPE);
+		return 0;
+	}
 	if (!is_go) {
 		*thread = bpf_get_current_pid_tgid();
 		*pos = 0 - sp; // C stacks do not move: deeper is lower
@@ -203,8 +208,11 @@ static __always_inline int where(struct pt_regs *ctx, u64 sp, u64 *thread, u64 *
 	}
 	u64 g = go_g(ctx), hi = 0;
 	if (g == 0 || bpf_probe_read_user(thread, sizeof(*thread), (void *)(g + off_g_goid)) ||
-	    bpf_probe_read_user(&hi, sizeof(hi), (void *)(g + G_STACK_HI)) || *thread == 0 || hi <= sp)
+	    bpf_probe_read_user(&hi, sizeof(hi), (void *)(g + G_STACK_HI)) || *thread == 0 || hi <= sp) {
+		stat_inc(STAT_READ_ERROR);
 		return 0;
+	}
+	*thread = qualify_goid(*thread);
 	*pos = hi - sp;
 	return 1;
 }
@@ -335,10 +343,8 @@ int func_entry(struct pt_regs *ctx)
 	if (!spec)
 		return 0;
 	u64 sp = ctx->sp, thread = 0, pos = 0, ret = 0;
-	if (!where(ctx, sp, &thread, &pos)) {
-		stat_inc(STAT_READ_ERROR);
+	if (!where(ctx, sp, &thread, &pos))
 		return 0;
-	}
 	bpf_probe_read_user(&ret, sizeof(ret), (void *)sp);
 
 	struct depths *d = bpf_map_lookup_elem(&thread_depths, &thread);
@@ -415,10 +421,8 @@ int func_return(struct pt_regs *ctx)
 	// At a RET, SP is what it was at entry; after a uretprobe's return the
 	// return address has been popped.
 	u64 sp = is_go ? ctx->sp : ctx->sp - 8, thread = 0, pos = 0;
-	if (!where(ctx, sp, &thread, &pos)) {
-		stat_inc(STAT_READ_ERROR);
+	if (!where(ctx, sp, &thread, &pos))
 		return 0;
-	}
 	struct depths *d = bpf_map_lookup_elem(&thread_depths, &thread);
 	if (!d) {
 		stat_inc(STAT_NO_ENTRY);

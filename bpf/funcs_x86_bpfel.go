@@ -31,8 +31,9 @@ type FuncsEvent struct {
 		ParentSpanId [8]uint8
 		Goid         uint64
 		Source       uint32
+		Pid          uint32
 		Flags        uint8
-		Pad          [3]uint8
+		Pad          [7]uint8
 	}
 	Func uint32
 	Pad  uint32
@@ -67,8 +68,9 @@ type FuncsFrame struct {
 		ParentSpanId [8]uint8
 		Goid         uint64
 		Source       uint32
+		Pid          uint32
 		Flags        uint8
-		Pad          [3]uint8
+		Pad          [7]uint8
 	}
 	Prev    FuncsSpanCtx
 	HadPrev uint8
@@ -136,6 +138,8 @@ const (
 	FuncsVarOffG_parentGoid    = "off_g_parent_goid"
 	FuncsVarSamplerBound       = "sampler_bound"
 	FuncsVarSamplerParentBased = "sampler_parent_based"
+	FuncsVarScopePidnsDev      = "scope_pidns_dev"
+	FuncsVarScopePidnsIno      = "scope_pidns_ino"
 	FuncsVarSourceId           = "source_id"
 )
 
@@ -212,6 +216,8 @@ type FuncsVariableSpecs struct {
 	OffG_parentGoid    *ebpf.VariableSpec `ebpf:"off_g_parent_goid"`
 	SamplerBound       *ebpf.VariableSpec `ebpf:"sampler_bound"`
 	SamplerParentBased *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
+	ScopePidnsDev      *ebpf.VariableSpec `ebpf:"scope_pidns_dev"`
+	ScopePidnsIno      *ebpf.VariableSpec `ebpf:"scope_pidns_ino"`
 	SourceId           *ebpf.VariableSpec `ebpf:"source_id"`
 }
 
@@ -271,6 +277,8 @@ type FuncsVariables struct {
 	OffG_parentGoid    *ebpf.Variable `ebpf:"off_g_parent_goid"`
 	SamplerBound       *ebpf.Variable `ebpf:"sampler_bound"`
 	SamplerParentBased *ebpf.Variable `ebpf:"sampler_parent_based"`
+	ScopePidnsDev      *ebpf.Variable `ebpf:"scope_pidns_dev"`
+	ScopePidnsIno      *ebpf.Variable `ebpf:"scope_pidns_ino"`
 	SourceId           *ebpf.Variable `ebpf:"source_id"`
 }
 

@@ -23,8 +23,12 @@ SEC("uprobe")
 int newproc1_return(struct pt_regs *ctx)
 {
 	stat_inc(STAT_RETURN);
+	if (current_pid() < 0) {
+		stat_inc(STAT_OUT_OF_SCOPE);
+		return 0;
+	}
 	u64 m = read_u64(go_g(ctx), off_g_m);
-	u64 creator = read_u64(read_u64(m, off_m_curg), off_g_goid);
+	u64 creator = qualify_goid(read_u64(read_u64(m, off_m_curg), off_g_goid));
 	if (creator == 0)
 		return 0;
 	struct span_ctx *sc = goroutine_span(creator);
@@ -35,7 +39,7 @@ int newproc1_return(struct pt_regs *ctx)
 		newg = read_u64(read_u64(m, off_m_p), off_p_runnext);
 	else
 		newg = go_result(ctx, newproc1_arg_words, 0);
-	u64 goid = read_u64(newg, off_g_goid);
+	u64 goid = qualify_goid(read_u64(newg, off_g_goid));
 	if (goid == 0 || goid == creator)
 		return 0;
 	struct span_ctx copy = *sc;

@@ -41,6 +41,8 @@ const (
 	GoroutinesVarOffP_runnext       = "off_p_runnext"
 	GoroutinesVarSamplerBound       = "sampler_bound"
 	GoroutinesVarSamplerParentBased = "sampler_parent_based"
+	GoroutinesVarScopePidnsDev      = "scope_pidns_dev"
+	GoroutinesVarScopePidnsIno      = "scope_pidns_ino"
 	GoroutinesVarSourceId           = "source_id"
 )
 
@@ -114,6 +116,8 @@ type GoroutinesVariableSpecs struct {
 	OffP_runnext       *ebpf.VariableSpec `ebpf:"off_p_runnext"`
 	SamplerBound       *ebpf.VariableSpec `ebpf:"sampler_bound"`
 	SamplerParentBased *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
+	ScopePidnsDev      *ebpf.VariableSpec `ebpf:"scope_pidns_dev"`
+	ScopePidnsIno      *ebpf.VariableSpec `ebpf:"scope_pidns_ino"`
 	SourceId           *ebpf.VariableSpec `ebpf:"source_id"`
 }
 
@@ -166,6 +170,8 @@ type GoroutinesVariables struct {
 	OffP_runnext       *ebpf.Variable `ebpf:"off_p_runnext"`
 	SamplerBound       *ebpf.Variable `ebpf:"sampler_bound"`
 	SamplerParentBased *ebpf.Variable `ebpf:"sampler_parent_based"`
+	ScopePidnsDev      *ebpf.Variable `ebpf:"scope_pidns_dev"`
+	ScopePidnsIno      *ebpf.Variable `ebpf:"scope_pidns_ino"`
 	SourceId           *ebpf.Variable `ebpf:"source_id"`
 }
 

@@ -128,10 +128,8 @@ int client_entry(struct pt_regs *ctx)
 {
 	stat_inc(STAT_ENTRY);
 	u64 goid = go_goid(ctx);
-	if (goid == 0) {
-		stat_inc(STAT_READ_ERROR);
+	if (goid == 0)
 		return 0;
-	}
 	u64 req = go_arg(ctx, 1);
 	struct call *prior = bpf_map_lookup_elem(&calls, &goid);
 	if (prior && prior->req == req) // re-entry after morestack
@@ -160,6 +158,8 @@ int client_return(struct pt_regs *ctx)
 {
 	stat_inc(STAT_RETURN);
 	u64 goid = go_goid(ctx);
+	if (goid == 0)
+		return 0;
 	struct call *c = bpf_map_lookup_elem(&calls, &goid);
 	if (!c) {
 		stat_inc(STAT_NO_ENTRY);
@@ -300,6 +300,8 @@ int client_wire(struct pt_regs *ctx)
 {
 	stat_inc(STAT_ENTRY);
 	u64 goid = go_goid(ctx);
+	if (goid == 0)
+		return 0;
 	struct call *c = bpf_map_lookup_elem(&calls, &goid);
 	if (!c)
 		return 0;

@@ -24,8 +24,9 @@ type HttpClientCall struct {
 		ParentSpanId [8]uint8
 		Goid         uint64
 		Source       uint32
+		Pid          uint32
 		Flags        uint8
-		Pad          [3]uint8
+		Pad          [7]uint8
 	}
 	Req     uint64
 	Header  uint64
@@ -47,8 +48,9 @@ type HttpClientEvent struct {
 		ParentSpanId [8]uint8
 		Goid         uint64
 		Source       uint32
+		Pid          uint32
 		Flags        uint8
-		Pad          [3]uint8
+		Pad          [7]uint8
 	}
 	Status     uint64
 	ErrType    uint64
@@ -161,6 +163,8 @@ const (
 	HttpClientVarOffUrlUser         = "off_url_user"
 	HttpClientVarSamplerBound       = "sampler_bound"
 	HttpClientVarSamplerParentBased = "sampler_parent_based"
+	HttpClientVarScopePidnsDev      = "scope_pidns_dev"
+	HttpClientVarScopePidnsIno      = "scope_pidns_ino"
 	HttpClientVarSourceId           = "source_id"
 )
 
@@ -272,6 +276,8 @@ type HttpClientVariableSpecs struct {
 	OffUrlUser         *ebpf.VariableSpec `ebpf:"off_url_user"`
 	SamplerBound       *ebpf.VariableSpec `ebpf:"sampler_bound"`
 	SamplerParentBased *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
+	ScopePidnsDev      *ebpf.VariableSpec `ebpf:"scope_pidns_dev"`
+	ScopePidnsIno      *ebpf.VariableSpec `ebpf:"scope_pidns_ino"`
 	SourceId           *ebpf.VariableSpec `ebpf:"source_id"`
 }
 
@@ -364,6 +370,8 @@ type HttpClientVariables struct {
 	OffUrlUser         *ebpf.Variable `ebpf:"off_url_user"`
 	SamplerBound       *ebpf.Variable `ebpf:"sampler_bound"`
 	SamplerParentBased *ebpf.Variable `ebpf:"sampler_parent_based"`
+	ScopePidnsDev      *ebpf.Variable `ebpf:"scope_pidns_dev"`
+	ScopePidnsIno      *ebpf.Variable `ebpf:"scope_pidns_ino"`
 	SourceId           *ebpf.Variable `ebpf:"source_id"`
 }
 

@@ -84,10 +84,8 @@ int server_entry(struct pt_regs *ctx)
 {
 	stat_inc(STAT_ENTRY);
 	u64 goid = go_goid(ctx);
-	if (goid == 0) {
-		stat_inc(STAT_READ_ERROR);
+	if (goid == 0)
 		return 0;
-	}
 	u64 req = go_arg(ctx, 3);
 	// A function entered with too little stack calls morestack, which
 	// restarts it from the top: the entry probe fires twice for one call.
@@ -143,6 +141,8 @@ int server_return(struct pt_regs *ctx)
 {
 	stat_inc(STAT_RETURN);
 	u64 goid = go_goid(ctx);
+	if (goid == 0)
+		return 0;
 	struct call *c = bpf_map_lookup_elem(&calls, &goid);
 	if (!c) {
 		stat_inc(STAT_NO_ENTRY);

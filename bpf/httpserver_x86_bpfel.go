@@ -24,8 +24,9 @@ type HttpServerCall struct {
 		ParentSpanId [8]uint8
 		Goid         uint64
 		Source       uint32
+		Pid          uint32
 		Flags        uint8
-		Pad          [3]uint8
+		Pad          [7]uint8
 	}
 	Req       uint64
 	Rw        uint64
@@ -55,8 +56,9 @@ type HttpServerEvent struct {
 		ParentSpanId [8]uint8
 		Goid         uint64
 		Source       uint32
+		Pid          uint32
 		Flags        uint8
-		Pad          [3]uint8
+		Pad          [7]uint8
 	}
 	Status        uint64
 	ProtoMajor    uint64
@@ -136,6 +138,8 @@ const (
 	HttpServerVarOffUrlPath         = "off_url_path"
 	HttpServerVarSamplerBound       = "sampler_bound"
 	HttpServerVarSamplerParentBased = "sampler_parent_based"
+	HttpServerVarScopePidnsDev      = "scope_pidns_dev"
+	HttpServerVarScopePidnsIno      = "scope_pidns_ino"
 	HttpServerVarSourceId           = "source_id"
 )
 
@@ -234,6 +238,8 @@ type HttpServerVariableSpecs struct {
 	OffUrlPath         *ebpf.VariableSpec `ebpf:"off_url_path"`
 	SamplerBound       *ebpf.VariableSpec `ebpf:"sampler_bound"`
 	SamplerParentBased *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
+	ScopePidnsDev      *ebpf.VariableSpec `ebpf:"scope_pidns_dev"`
+	ScopePidnsIno      *ebpf.VariableSpec `ebpf:"scope_pidns_ino"`
 	SourceId           *ebpf.VariableSpec `ebpf:"source_id"`
 }
 
@@ -311,6 +317,8 @@ type HttpServerVariables struct {
 	OffUrlPath         *ebpf.Variable `ebpf:"off_url_path"`
 	SamplerBound       *ebpf.Variable `ebpf:"sampler_bound"`
 	SamplerParentBased *ebpf.Variable `ebpf:"sampler_parent_based"`
+	ScopePidnsDev      *ebpf.Variable `ebpf:"scope_pidns_dev"`
+	ScopePidnsIno      *ebpf.Variable `ebpf:"scope_pidns_ino"`
 	SourceId           *ebpf.Variable `ebpf:"source_id"`
 }
 

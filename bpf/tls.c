@@ -182,7 +182,7 @@ static __always_inline struct span_ctx *handshake_parent(struct pt_regs *ctx, u6
 	struct span_ctx *sc = active_span(ctx, goid);
 	if (sc || off_g_parent_goid == OFFSET_ABSENT)
 		return sc;
-	u64 creator = read_u64(go_g(ctx), off_g_parent_goid);
+	u64 creator = qualify_goid(read_u64(go_g(ctx), off_g_parent_goid));
 	if (creator == 0)
 		return 0;
 	sc = bpf_map_lookup_elem(&dial_spans, &creator);
@@ -196,10 +196,8 @@ int handshake_entry(struct pt_regs *ctx)
 {
 	stat_inc(STAT_ENTRY);
 	u64 goid = go_goid(ctx);
-	if (goid == 0) {
-		stat_inc(STAT_READ_ERROR);
+	if (goid == 0)
 		return 0;
-	}
 	u64 conn = go_arg(ctx, 0);
 	struct hs_call *prior = bpf_map_lookup_elem(&hs_calls, &goid);
 	if (prior && prior->conn == conn) // re-entry after morestack
@@ -272,6 +270,8 @@ int handshake_return(struct pt_regs *ctx)
 {
 	stat_inc(STAT_RETURN);
 	u64 goid = go_goid(ctx);
+	if (goid == 0)
+		return 0;
 	struct hs_call *c = bpf_map_lookup_elem(&hs_calls, &goid);
 	if (!c) {
 		stat_inc(STAT_NO_ENTRY);
@@ -407,6 +407,7 @@ static __always_inline void tap(struct pt_regs *ctx, u64 goid, u64 conn, u8 dir,
 	e->h.start_ns = e->h.end_ns = bpf_ktime_get_ns();
 	e->h.goid = goid;
 	e->h.source = source_id;
+	e->h.pid = (u32)current_pid();
 	e->in_span = sc != 0;
 	if (sc) {
 		__builtin_memcpy(e->h.trace_id, sc->trace_id, sizeof(e->h.trace_id));
@@ -450,10 +451,8 @@ int read_entry(struct pt_regs *ctx)
 {
 	stat_inc(STAT_ENTRY);
 	u64 goid = go_goid(ctx);
-	if (goid == 0) {
-		stat_inc(STAT_READ_ERROR);
+	if (goid == 0)
 		return 0;
-	}
 	// A restart after morestack only writes the same values again.
 	struct read_call rc = {.conn = go_arg(ctx, 0), .buf = go_arg(ctx, 1), .len = (s64)go_arg(ctx, 2)};
 	if (bpf_map_update_elem(&reads, &goid, &rc, BPF_ANY))
@@ -466,6 +465,8 @@ int read_return(struct pt_regs *ctx)
 {
 	stat_inc(STAT_RETURN);
 	u64 goid = go_goid(ctx);
+	if (goid == 0)
+		return 0;
 	struct read_call *p = bpf_map_lookup_elem(&reads, &goid);
 	if (!p) {
 		stat_inc(STAT_NO_ENTRY);
@@ -509,10 +510,8 @@ int write_entry(struct pt_regs *ctx)
 		return 0;
 	}
 	u64 goid = go_goid(ctx);
-	if (goid == 0) {
-		stat_inc(STAT_READ_ERROR);
+	if (goid == 0)
 		return 0;
-	}
 	u64 conn = go_arg(ctx, 0), buf = go_arg(ctx, 1);
 	s64 len = (s64)go_arg(ctx, 2);
 	if (len <= 0) {

@@ -31,8 +31,9 @@ type TlsHandshakeEvent struct {
 		ParentSpanId [8]uint8
 		Goid         uint64
 		Source       uint32
+		Pid          uint32
 		Flags        uint8
-		Pad          [3]uint8
+		Pad          [7]uint8
 	}
 	Conn          uint64
 	ConnType      uint64
@@ -73,8 +74,9 @@ type TlsHsCall struct {
 		ParentSpanId [8]uint8
 		Goid         uint64
 		Source       uint32
+		Pid          uint32
 		Flags        uint8
-		Pad          [3]uint8
+		Pad          [7]uint8
 	}
 	Conn    uint64
 	Prev    TlsSpanCtx
@@ -108,8 +110,9 @@ type TlsTapEvent struct {
 		ParentSpanId [8]uint8
 		Goid         uint64
 		Source       uint32
+		Pid          uint32
 		Flags        uint8
-		Pad          [3]uint8
+		Pad          [7]uint8
 	}
 	Conn        uint64
 	ConnRead    uint64
@@ -175,6 +178,8 @@ const (
 	TlsVarRwArgWords           = "rw_arg_words"
 	TlsVarSamplerBound         = "sampler_bound"
 	TlsVarSamplerParentBased   = "sampler_parent_based"
+	TlsVarScopePidnsDev        = "scope_pidns_dev"
+	TlsVarScopePidnsIno        = "scope_pidns_ino"
 	TlsVarSourceId             = "source_id"
 	TlsVarTapEveryCall         = "tap_every_call"
 	TlsVarWriteFnSize          = "write_fn_size"
@@ -283,6 +288,8 @@ type TlsVariableSpecs struct {
 	RwArgWords           *ebpf.VariableSpec `ebpf:"rw_arg_words"`
 	SamplerBound         *ebpf.VariableSpec `ebpf:"sampler_bound"`
 	SamplerParentBased   *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
+	ScopePidnsDev        *ebpf.VariableSpec `ebpf:"scope_pidns_dev"`
+	ScopePidnsIno        *ebpf.VariableSpec `ebpf:"scope_pidns_ino"`
 	SourceId             *ebpf.VariableSpec `ebpf:"source_id"`
 	TapEveryCall         *ebpf.VariableSpec `ebpf:"tap_every_call"`
 	WriteFnSize          *ebpf.VariableSpec `ebpf:"write_fn_size"`
@@ -370,6 +377,8 @@ type TlsVariables struct {
 	RwArgWords           *ebpf.Variable `ebpf:"rw_arg_words"`
 	SamplerBound         *ebpf.Variable `ebpf:"sampler_bound"`
 	SamplerParentBased   *ebpf.Variable `ebpf:"sampler_parent_based"`
+	ScopePidnsDev        *ebpf.Variable `ebpf:"scope_pidns_dev"`
+	ScopePidnsIno        *ebpf.Variable `ebpf:"scope_pidns_ino"`
 	SourceId             *ebpf.Variable `ebpf:"source_id"`
 	TapEveryCall         *ebpf.Variable `ebpf:"tap_every_call"`
 	WriteFnSize          *ebpf.Variable `ebpf:"write_fn_size"`

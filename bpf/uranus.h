@@ -57,6 +57,14 @@ volatile const u32 source_id;
 // sampler_parent_based a span with a parent follows the parent's flag.
 volatile const u64 sampler_bound = ~0ULL;
 volatile const u8 sampler_parent_based = 1;
+// scope_pidns_dev, scope_pidns_ino: uranus's own PID namespace, when it is not
+// the initial one (a sidecar container). Probes on an executable file fire in
+// every process that runs it, also in other containers sharing the image
+// layer; calls of processes outside this namespace are dropped here, counted
+// (STAT_OUT_OF_SCOPE), and never reach user space. 0: uranus sees every
+// process, and pids are the initial namespace's.
+volatile const u64 scope_pidns_dev;
+volatile const u64 scope_pidns_ino;
 
 // EXPORT_TYPE puts a struct into BTF so that bpf2go -type can generate its
 // Go twin: BTF only carries types reachable from globals.
@@ -80,6 +88,7 @@ enum stat {
 	STAT_EXTRA2,
 	STAT_EXTRA3,
 	STAT_EXTRA4,
+	STAT_OUT_OF_SCOPE,   // calls of processes outside uranus's PID namespace, dropped
 	STAT_COUNT,
 };
 
@@ -108,8 +117,9 @@ struct event_header {
 	u8 parent_span_id[8];  // zero for a root span
 	u64 goid;
 	u32 source;            // source_id of the program that wrote it
+	u32 pid;               // the process, as uranus's PID namespace numbers it
 	u8 flags;              // SPAN_FLAG_*
-	u8 _pad[3];
+	u8 _pad[7];
 };
 
 #define SPAN_FLAG_SAMPLED 0x01        // W3C trace-flags sampled bit
@@ -122,12 +132,25 @@ struct {
 	__uint(max_entries, 1 << 22);
 } events SEC(".maps");
 
+// current_pid is the calling process's pid as uranus sees it; -1 when the
+// process lies outside uranus's PID namespace.
+static __always_inline s64 current_pid(void)
+{
+	if (scope_pidns_ino == 0)
+		return bpf_get_current_pid_tgid() >> 32;
+	struct bpf_pidns_info ns = {};
+	if (bpf_get_ns_current_pid_tgid(scope_pidns_dev, scope_pidns_ino, &ns, sizeof(ns)))
+		return -1;
+	return ns.tgid;
+}
+
 // submit_event hands a reserved record to user space without waking the
 // reader, which polls: a wakeup costs ~15 us inside the target's thread,
 // most of a request's overhead. Only a ring filling up (a quarter of it
 // unread) wakes the reader early, so a burst is not lost waiting for a poll.
 static __always_inline void submit_event(void *e)
 {
+	((struct event_header *)e)->pid = (u32)current_pid();
 	u64 flags = BPF_RB_NO_WAKEUP;
 	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > bpf_ringbuf_query(&events, BPF_RB_RING_SIZE) / 4)
 		flags = BPF_RB_FORCE_WAKEUP;
@@ -172,14 +195,32 @@ static __always_inline u64 go_g(struct pt_regs *ctx)
 	return g;
 }
 
+// qualify_goid makes a goid of the calling process unique across processes:
+// one program serves every process of an executable, and each process counts
+// its goroutines from 1. A goid never reaches 2^40; a pid needs 22 bits.
+static __always_inline u64 qualify_goid(u64 goid)
+{
+	if (goid == 0)
+		return 0;
+	return goid | (bpf_get_current_pid_tgid() >> 32 << 40);
+}
+
 // go_goid identifies the current goroutine for its whole life (g structs are
-// reused, goids are not). 0 when it cannot be read.
+// reused, goids are not), qualified by its process. 0 when it cannot be read
+// (counted) or when the process is out of uranus's scope (counted apart):
+// every program starts with it, so an out-of-scope call costs nothing more.
 static __always_inline u64 go_goid(struct pt_regs *ctx)
 {
-	u64 g = go_g(ctx), goid = 0;
-	if (g == 0 || bpf_probe_read_user(&goid, sizeof(goid), (void *)(g + off_g_goid)))
+	if (current_pid() < 0) {
+		stat_inc(STAT_OUT_OF_SCOPE);
 		return 0;
-	return goid;
+	}
+	u64 g = go_g(ctx), goid = 0;
+	if (g == 0 || bpf_probe_read_user(&goid, sizeof(goid), (void *)(g + off_g_goid)) || goid == 0) {
+		stat_inc(STAT_READ_ERROR);
+		return 0;
+	}
+	return qualify_goid(goid);
 }
 
 // go_word returns word i of a function's arguments at entry (results at a RET
@@ -294,6 +335,7 @@ static __always_inline void span_begin(struct event_header *h, u64 goid, const s
 	h->start_ns = bpf_ktime_get_ns();
 	h->goid = goid;
 	h->source = source_id;
+	h->pid = (u32)current_pid(); // for a call still in flight when its process or uranus exits
 	random_bytes(h->span_id, sizeof(h->span_id));
 	if (parent) {
 		__builtin_memcpy(h->trace_id, parent->trace_id, sizeof(h->trace_id));
@@ -356,6 +398,6 @@ static __always_inline struct span_ctx *active_span(struct pt_regs *ctx, u64 goi
 	struct span_ctx *sc = goroutine_span(goid);
 	if (sc || off_g_parent_goid == OFFSET_ABSENT)
 		return sc;
-	u64 parent = read_u64(go_g(ctx), off_g_parent_goid);
+	u64 parent = qualify_goid(read_u64(go_g(ctx), off_g_parent_goid));
 	return parent ? goroutine_span(parent) : 0;
 }

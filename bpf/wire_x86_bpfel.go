@@ -58,6 +58,8 @@ const (
 	WireVarOffG_parentGoid    = "off_g_parent_goid"
 	WireVarSamplerBound       = "sampler_bound"
 	WireVarSamplerParentBased = "sampler_parent_based"
+	WireVarScopePidnsDev      = "scope_pidns_dev"
+	WireVarScopePidnsIno      = "scope_pidns_ino"
 	WireVarSourceId           = "source_id"
 )
 
@@ -132,6 +134,8 @@ type WireVariableSpecs struct {
 	OffG_parentGoid    *ebpf.VariableSpec `ebpf:"off_g_parent_goid"`
 	SamplerBound       *ebpf.VariableSpec `ebpf:"sampler_bound"`
 	SamplerParentBased *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
+	ScopePidnsDev      *ebpf.VariableSpec `ebpf:"scope_pidns_dev"`
+	ScopePidnsIno      *ebpf.VariableSpec `ebpf:"scope_pidns_ino"`
 	SourceId           *ebpf.VariableSpec `ebpf:"source_id"`
 }
 
@@ -190,6 +194,8 @@ type WireVariables struct {
 	OffG_parentGoid    *ebpf.Variable `ebpf:"off_g_parent_goid"`
 	SamplerBound       *ebpf.Variable `ebpf:"sampler_bound"`
 	SamplerParentBased *ebpf.Variable `ebpf:"sampler_parent_based"`
+	ScopePidnsDev      *ebpf.Variable `ebpf:"scope_pidns_dev"`
+	ScopePidnsIno      *ebpf.Variable `ebpf:"scope_pidns_ino"`
 	SourceId           *ebpf.Variable `ebpf:"source_id"`
 }
 

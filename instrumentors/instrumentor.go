@@ -13,6 +13,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/uranus-otel/uranus/binary"
 	"github.com/uranus-otel/uranus/offsets"
@@ -42,6 +43,13 @@ type Instrumentor struct {
 	// core has already filled identity and timing from the header). Nil for
 	// an instrumentor whose programs only keep state for others.
 	Convert func(record []byte, span *otel.Span, t Target) error
+	// InFlight names the map of calls entered and not yet returned, when
+	// its values start with struct event_header (keyed by goroutine). A
+	// call still in it when its process exits, or uranus does, becomes a
+	// span of InFlightKind marked uranus.incomplete=true, ending then: the
+	// call is not lost, and spans it parented still find their parent.
+	InFlight     string
+	InFlightKind trace.SpanKind
 	// Stats names the instrumentor-specific counters STAT_EXTRA to
 	// STAT_EXTRA4, when it uses them.
 	Stats [4]string

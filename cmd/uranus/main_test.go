@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -97,8 +98,11 @@ func anyValue(v *commonpb.AnyValue) string {
 func spanAttr(s *tracepb.Span, key string) string {
 	for _, kv := range s.Attributes {
 		if kv.Key == key {
-			if sv := kv.Value.GetStringValue(); sv != "" {
-				return sv
+			switch v := kv.Value.GetValue().(type) {
+			case *commonpb.AnyValue_StringValue:
+				return v.StringValue
+			case *commonpb.AnyValue_BoolValue:
+				return fmt.Sprint(v.BoolValue)
 			}
 			return fmt.Sprint(kv.Value.GetIntValue())
 		}
@@ -155,7 +159,13 @@ type sidecar struct {
 
 func startUranus(t *testing.T, env []string, args ...string) *sidecar {
 	t.Helper()
-	s := &sidecar{cmd: exec.Command(uranusBin, args...), lines: make(chan string, 1000)}
+	return startUranusCmd(t, exec.Command(uranusBin, args...), env)
+}
+
+// startUranusCmd runs uranus by cmd (through unshare, say).
+func startUranusCmd(t *testing.T, cmd *exec.Cmd, env []string) *sidecar {
+	t.Helper()
+	s := &sidecar{cmd: cmd, lines: make(chan string, 1000)}
 	s.cmd.Env = append(os.Environ(), env...)
 	pipe, err := s.cmd.StderrPipe()
 	if err != nil {
@@ -219,6 +229,33 @@ func (s *sidecar) waitFor(t *testing.T, words ...string) string {
 	}
 }
 
+// waitForLogged finds, once uranus has exited, a line of its log holding
+// all of words.
+func (s *sidecar) waitForLogged(t *testing.T, words ...string) string {
+	t.Helper()
+	for _, line := range strings.Split(s.log(), "\n") {
+		all := true
+		for _, w := range words {
+			all = all && strings.Contains(line, w)
+		}
+		if all {
+			return line
+		}
+	}
+	t.Fatalf("uranus never logged %q", words)
+	return ""
+}
+
+// logValue is the value of key=value in a log line.
+func logValue(line, key string) string {
+	for _, f := range strings.Fields(line) {
+		if v, ok := strings.CutPrefix(f, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
 func (s *sidecar) stop(t *testing.T) {
 	t.Helper()
 	s.cmd.Process.Signal(syscall.SIGTERM)
@@ -254,7 +291,7 @@ func TestExportOTLP(t *testing.T) {
 				"OTEL_EXPORTER_OTLP_PROTOCOL=" + proto,
 				"OTEL_RESOURCE_ATTRIBUTES=deployment.environment.name=e2e",
 			}, "--pid", fmt.Sprint(target.Cmd.Process.Pid), "--log-level", "debug")
-			s.waitFor(t, "attached", "http-server")
+			s.waitFor(t, "msg=attached", "http-server")
 			const n = 5
 			for i := 0; i < n; i++ {
 				get(t, fmt.Sprintf("http://%s/echo/%d", target.Addr, i))
@@ -330,7 +367,7 @@ func TestWaitsAndFollowsRestarts(t *testing.T) {
 		target := e2e.Start(t, bin)
 		pid := target.Cmd.Process.Pid
 		pids = append(pids, pid)
-		s.waitFor(t, "attached", fmt.Sprintf("pid=%d", pid))
+		s.waitFor(t, "msg=attached", fmt.Sprintf("pid=%d", pid))
 		get(t, "http://"+target.Addr+"/hello")
 		target.Cmd.Process.Kill()
 		target.Cmd.Wait()
@@ -341,15 +378,80 @@ func TestWaitsAndFollowsRestarts(t *testing.T) {
 	if len(spans) != 2 {
 		t.Fatalf("got %d spans, want one per incarnation", len(spans))
 	}
-	for i, rs := range spans {
+	// Batches of two processes may arrive in either order.
+	got := map[string]bool{}
+	for _, rs := range spans {
 		if rs.resource["service.name"] != filepath.Base(bin) {
 			t.Errorf("service.name %q, want the executable's name %q", rs.resource["service.name"], filepath.Base(bin))
 		}
-		if want := fmt.Sprint(pids[i]); rs.resource["process.pid"] != want {
-			t.Errorf("span %d: process.pid %q, want %s", i, rs.resource["process.pid"], want)
+		got[rs.resource["process.pid"]] = true
+	}
+	for _, pid := range pids {
+		if !got[fmt.Sprint(pid)] {
+			t.Errorf("no span with process.pid %d; spans came from %v", pid, got)
 		}
 	}
 	assertNoProgramsLeft(t, s)
+}
+
+// TestShortLivedProcesses runs a program that lives a few milliseconds (it
+// serves itself one request and exits) 20 times under uranus --exe PATH:
+// the probes are on the file before the first process starts, so every
+// process is traced from its first instruction, where finding each one in
+// /proc would have come too late. Stack ABI and register ABI.
+func TestShortLivedProcesses(t *testing.T) {
+	e2e.RequireBPF(t)
+	for _, v := range []string{"1.16.15", "1.27.4"} {
+		t.Run(v, func(t *testing.T) {
+			c := &collector{}
+			endpoint := startHTTPCollector(t, c)
+			src := e2e.BuildTarget(t, "roundtrip", v, testapp.Options{})
+			bin := filepath.Join(t.TempDir(), fmt.Sprintf("shortlived-%d", os.Getpid()))
+			if err := copyFile(src, bin); err != nil {
+				t.Fatal(err)
+			}
+			s := startUranus(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + endpoint}, "--exe", bin)
+			s.waitFor(t, "probes on the executable", "exe="+bin)
+			const runs = 20
+			pids := map[string]bool{}
+			start := time.Now()
+			for i := 0; i < runs; i++ {
+				cmd := exec.Command(bin)
+				if out, err := cmd.CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "pong /ping") {
+					t.Fatalf("run %d: %v, output %q", i, err, out)
+				}
+				pids[fmt.Sprint(cmd.Process.Pid)] = true
+			}
+			t.Logf("%d processes ran in %v", runs, time.Since(start).Round(time.Millisecond))
+			// Every record is read within a poll interval; give them time
+			// to arrive, then stop: the exit flushes what remains.
+			deadline := time.Now().Add(30 * time.Second)
+			for len(c.got()) < 2*runs && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+			}
+			s.stop(t)
+			kinds := map[string]map[tracepb.Span_SpanKind]int{}
+			for _, rs := range c.got() {
+				pid := rs.resource["process.pid"]
+				if !pids[pid] {
+					t.Errorf("span %q from pid %s, which is not one of the runs", rs.span.Name, pid)
+					continue
+				}
+				if kinds[pid] == nil {
+					kinds[pid] = map[tracepb.Span_SpanKind]int{}
+				}
+				kinds[pid][rs.span.Kind]++
+			}
+			for pid := range pids {
+				if k := kinds[pid]; k[tracepb.Span_SPAN_KIND_SERVER] != 1 || k[tracepb.Span_SPAN_KIND_CLIENT] != 1 {
+					t.Errorf("pid %s: %d server and %d client spans, want 1 and 1", pid, k[tracepb.Span_SPAN_KIND_SERVER], k[tracepb.Span_SPAN_KIND_CLIENT])
+				}
+			}
+			if n := len(c.got()); n != 2*runs {
+				t.Errorf("%d spans from %d runs, want %d", n, runs, 2*runs)
+			}
+		})
+	}
 }
 
 // TestBadInput: each mistake gets one clear message and a non-zero exit.
@@ -478,6 +580,133 @@ func TestPropagationLeavesNothing(t *testing.T) {
 			assertNoProgramsLeft(t, s)
 			// The connections enrolled while uranus ran still carry requests.
 			get(t, call)
+		})
+	}
+}
+
+// TestOtherNamespaceOutOfScope: a sidecar in its own PID namespace (as in a
+// pod) probes its service's executable file; a process of the same file in
+// another PID namespace (another container of the image) fires the same
+// probes. Its calls must be dropped in the kernel and counted, and only the
+// sidecar's own service traced.
+func TestOtherNamespaceOutOfScope(t *testing.T) {
+	e2e.RequireBPF(t)
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Fatal("unshare (util-linux) is needed to make a PID namespace")
+	}
+	c := &collector{}
+	endpoint := startHTTPCollector(t, c)
+	src := e2e.BuildTarget(t, "httpserver", "1.27.4", testapp.Options{})
+	dir := t.TempDir()
+	bin := filepath.Join(dir, fmt.Sprintf("pidns-%d", os.Getpid()))
+	if err := copyFile(src, bin); err != nil {
+		t.Fatal(err)
+	}
+	addrFile := filepath.Join(dir, "inside.out")
+	// Inside: the service and uranus, which becomes the namespace's pid 1
+	// (its exit ends the service too).
+	script := fmt.Sprintf("%q > %q & exec %q --exe %q", bin, addrFile, uranusBin, bin)
+	s := startUranusCmd(t, exec.Command("unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", script),
+		[]string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + endpoint, "OTEL_BSP_SCHEDULE_DELAY=100"})
+	s.waitFor(t, "probes on the executable")
+	inside := ""
+	for deadline := time.Now().Add(30 * time.Second); inside == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		b, _ := os.ReadFile(addrFile)
+		if a, ok := strings.CutPrefix(strings.TrimSpace(string(b)), "listening on "); ok {
+			inside = a
+		}
+	}
+	if inside == "" {
+		t.Fatal("the service inside the namespace did not start")
+	}
+	s.waitFor(t, "msg=attached")
+	outside := e2e.Start(t, bin)
+	const n = 5
+	for i := 0; i < n; i++ {
+		get(t, "http://"+inside+"/hello")
+		get(t, "http://"+outside.Addr+"/hello")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(c.got()) < n && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // a span from outside would come with them
+	// unshare waits for its child and passes no signal on: stop uranus itself.
+	kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", s.cmd.Process.Pid, s.cmd.Process.Pid))
+	uranusPID, _ := strconv.Atoi(strings.TrimSpace(string(kids)))
+	if err != nil || uranusPID == 0 {
+		t.Fatalf("finding uranus under unshare: %q, %v", kids, err)
+	}
+	syscall.Kill(uranusPID, syscall.SIGTERM)
+	if err := s.cmd.Wait(); err != nil {
+		t.Fatalf("uranus exited with %v after SIGTERM", err)
+	}
+	got := c.got()
+	pids := map[string]int{}
+	for _, rs := range got {
+		pids[rs.resource["process.pid"]]++
+	}
+	if len(got) != n || len(pids) != 1 || pids[fmt.Sprint(outside.Cmd.Process.Pid)] != 0 {
+		t.Errorf("%d spans from pids %v, want %d from the service inside the namespace only (outside: pid %d)", len(got), pids, n, outside.Cmd.Process.Pid)
+	}
+	line := s.waitForLogged(t, "outside uranus's PID namespace")
+	if hits, _ := strconv.Atoi(logValue(line, "probe_hits")); hits < 2*n {
+		t.Errorf("%d probe hits counted out of scope, want at least %d (entry and return of %d requests): %s", hits, 2*n, n, line)
+	}
+}
+
+// TestSIGTERMWithCallsInFlight stops uranus while requests are inside their
+// handlers: each becomes a span marked uranus.incomplete=true, the exit log
+// counts them, and the requests themselves complete. Stack and register ABI.
+func TestSIGTERMWithCallsInFlight(t *testing.T) {
+	e2e.RequireBPF(t)
+	for _, v := range []string{"1.16.15", "1.27.4"} {
+		t.Run(v, func(t *testing.T) {
+			c := &collector{}
+			endpoint := startHTTPCollector(t, c)
+			bin := e2e.BuildTarget(t, "httpserver", v, testapp.Options{})
+			target := e2e.Start(t, bin)
+			s := startUranus(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + endpoint}, "--pid", fmt.Sprint(target.Cmd.Process.Pid))
+			s.waitFor(t, "msg=attached")
+			get(t, "http://"+target.Addr+"/hello")
+			get(t, "http://"+target.Addr+"/hello")
+			const inFlight = 3
+			done := make(chan error, inFlight)
+			for i := 0; i < inFlight; i++ {
+				go func() {
+					resp, err := http.Get("http://" + target.Addr + "/sleep/3000")
+					if err == nil {
+						_, err = io.ReadAll(resp.Body)
+						resp.Body.Close()
+					}
+					done <- err
+				}()
+			}
+			time.Sleep(time.Second) // inside their handlers
+			s.stop(t)
+			for i := 0; i < inFlight; i++ {
+				if err := <-done; err != nil {
+					t.Errorf("request in flight while uranus stopped: %v", err)
+				}
+			}
+			var complete, incomplete int
+			for _, rs := range c.got() {
+				if spanAttr(rs.span, "uranus.incomplete") == "true" {
+					incomplete++
+					if rs.span.Kind != tracepb.Span_SPAN_KIND_SERVER || rs.span.EndTimeUnixNano <= rs.span.StartTimeUnixNano {
+						t.Errorf("incomplete span %q: kind %v, %d → %d", rs.span.Name, rs.span.Kind, rs.span.StartTimeUnixNano, rs.span.EndTimeUnixNano)
+					}
+					continue
+				}
+				complete++
+			}
+			if complete != 2 || incomplete != inFlight {
+				t.Errorf("%d complete and %d incomplete spans, want 2 and %d", complete, incomplete, inFlight)
+			}
+			line := s.waitForLogged(t, "calls in flight")
+			if logValue(line, "calls") != fmt.Sprint(inFlight) {
+				t.Errorf("exit log: %s; want calls=%d", line, inFlight)
+			}
 		})
 	}
 }

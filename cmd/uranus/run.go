@@ -186,10 +186,12 @@ func run(ctx context.Context, c runConfig) error {
 		RingBufferBytes: c.ringBuffer,
 		Propagation:     prop,
 		Constants:       sampler.Constants(),
+		ByFile:          c.matcher.PID == 0,
 	})
 	if err != nil {
 		return err
 	}
+	prepareFiles(log, att, c.matcher)
 	mode, why := att.Propagation()
 	if mode == attach.PropagationOff && prop != attach.PropagationOff {
 		log.Warn("trace context is not sent to called services: "+why+"; spans still nest within each process", "propagation", mode)
@@ -235,7 +237,7 @@ loop:
 				if t := targets[ev.Process.PID]; t != nil {
 					t.Detach(context.Background())
 					delete(targets, ev.Process.PID)
-					log.Info("target exited; probes removed", "pid", ev.Process.PID, "exe", ev.Process.Exe)
+					log.Info("target exited; its spans flushed", "pid", ev.Process.PID, "exe", ev.Process.Exe)
 				}
 				if len(targets) == 0 && c.matcher.PID == 0 {
 					log.Info("waiting for the next matching process", "target", c.matcher.String())
@@ -280,6 +282,7 @@ loop:
 	}
 
 	stopWatching()
+	att.RemoveProbes()
 	for _, t := range targets {
 		t.Detach(context.Background())
 	}
@@ -297,6 +300,26 @@ loop:
 	}
 	logStats(log, att, pipeline, last, true)
 	return runErr
+}
+
+// prepareFiles puts probes on each executable named by path before any
+// process runs it, so that even a process that lives a few milliseconds is
+// traced from its first instruction. A name (no '/') is found when its
+// first process is: from then on its file keeps its probes too.
+func prepareFiles(log *slog.Logger, att *attach.Attacher, m target.Matcher) {
+	for _, exe := range m.Exes {
+		if !strings.Contains(exe, "/") {
+			continue
+		}
+		if _, err := os.Stat(exe); err != nil {
+			continue // not deployed yet: its first process will be found
+		}
+		if err := att.Prepare(exe); err != nil {
+			log.Warn("cannot probe the executable before it runs; its processes will be attached when found", "exe", exe, "err", err)
+			continue
+		}
+		log.Info("probes on the executable: its processes are traced from their first instruction", "exe", exe)
+	}
 }
 
 func logAttached(log *slog.Logger, t *attach.Target) {
@@ -363,6 +386,15 @@ func logStats(log *slog.Logger, att *attach.Attacher, p *otel.Pipeline, last rep
 	if w := s.Wire; final && w != (attach.WireCounters{}) {
 		log.Info("trace context on the wire", "connections_watched", w.Enrolled, "traceparent_inserted", w.Injected,
 			"not_http1", w.NotHTTP1, "kernel_refused", w.Failed+w.EnrollFailed)
+	}
+	if n := s.InFlightAtExit; final && n > 0 {
+		log.Info("calls in flight when their process or uranus exited: exported as spans marked uranus.incomplete=true (ending then, status unknown)", "calls", n)
+	}
+	if n := s.Probes.OutOfScope; final && n > 0 {
+		log.Info("calls of processes outside uranus's PID namespace that run a probed executable (another container of the image): dropped in the kernel", "probe_hits", n)
+	}
+	if s.UnknownSource > 0 && final {
+		log.Warn("records whose process was already detached", "count", s.UnknownSource)
 	}
 	if s.BadRecords > 0 && final {
 		log.Warn("records that could not be decoded", "count", s.BadRecords, "last", s.LastBad)

@@ -16,11 +16,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	version "github.com/hashicorp/go-version"
 
 	ubinary "github.com/uranus-otel/uranus/binary"
+	"github.com/uranus-otel/uranus/bpf"
 	"github.com/uranus-otel/uranus/instrumentors"
 	"github.com/uranus-otel/uranus/instrumentors/all"
 	"github.com/uranus-otel/uranus/instrumentors/funcs"
@@ -130,7 +132,8 @@ func sources(in *instrumentors.Instrumentor) (goFile, cFile string) {
 // shared is what every collection must agree on with attach and with the
 // other instrumentors' collections.
 type shared struct {
-	statCount uint32 // STAT_COUNT of bpf/uranus.h
+	statCount  uint32 // STAT_COUNT of bpf/uranus.h
+	headerSize uint32 // struct event_header
 	// goroutineSpans is the first goroutine_spans map seen: attach creates
 	// one per target from whichever collection loads first and hands it to
 	// the others, so every declaration must be the same.
@@ -162,7 +165,8 @@ func newShared() (*shared, error) {
 	if count.Name != "STAT_COUNT" {
 		return nil, fmt.Errorf("bpf/uranus.h: enum stat ends with %s, not STAT_COUNT", count.Name)
 	}
-	sh := &shared{statCount: uint32(count.Value), consts: map[string]constUse{}, headerConsts: map[string]string{}}
+	sh := &shared{statCount: uint32(count.Value), headerSize: uint32(unsafe.Sizeof(bpf.CoreEventHeader{})),
+		consts: map[string]constUse{}, headerConsts: map[string]string{}}
 	headers, _ := filepath.Glob(filepath.Join(repoRoot(), "bpf", "*.h"))
 	for _, h := range headers {
 		src, err := csource.BPFFile(filepath.Base(h))
@@ -312,6 +316,18 @@ func (sh *shared) problems(in *instrumentors.Instrumentor, dynamic *instrumentor
 	if writesEvents {
 		constant("attach tags records through", "source_id")
 	}
+	// A call in flight at exit is read back as an event header keyed by
+	// goroutine (attach.flushInFlight).
+	if in.InFlight != "" {
+		m := spec.Maps[in.InFlight]
+		switch {
+		case m == nil:
+			report("InFlight names map %s, which the C does not declare", in.InFlight)
+		case m.KeySize != 8 || m.ValueSize < sh.headerSize:
+			report("InFlight map %s has %d-byte keys and %d-byte values; attach reads u64 goroutine keys and values that start with struct event_header (%d bytes)",
+				in.InFlight, m.KeySize, m.ValueSize, sh.headerSize)
+		}
+	}
 	if m := spec.Maps["goroutine_spans"]; m != nil {
 		if sh.goroutineSpans == nil {
 			sh.goroutineSpans, sh.goroutineFrom = m, in.ID
@@ -448,6 +464,10 @@ func TestContractCatchesMistakes(t *testing.T) {
 		dyn  *instrumentors.Dynamic
 		want []string
 	}{{
+		name: "in-flight map misnamed",
+		list: []*instrumentors.Instrumentor{edit(server, func(c *instrumentors.Instrumentor) { c.InFlight = "call" })},
+		want: []string{"http-server: InFlight names map call, which the C does not declare (fix instrumentors/httpserver/httpserver.go or bpf/httpserver.c)"},
+	}, {
 		name: "misspelled const",
 		list: []*instrumentors.Instrumentor{edit(server, func(c *instrumentors.Instrumentor) { c.Consts[0].Name = "off_req_methd" })},
 		want: []string{"http-server: Consts names off_req_methd, which the C does not declare as a volatile const; did you mean off_req_method? " +

@@ -63,9 +63,11 @@ func SetCaptureBytes(s string) error {
 
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target amd64 -output-dir ../../bpf -go-package bpf -type handshake_event -type tap_event Tls ../../bpf/tls.c -- -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror
 var Instrumentor = &instrumentors.Instrumentor{
-	ID:   "tls",
-	Doc:  "crypto/tls: a span per handshake (client and server)",
-	Spec: programs("handshake_entry", "handshake_return", "dial_tls_entry"),
+	ID:           "tls",
+	Doc:          "crypto/tls: a span per handshake (client and server)",
+	Spec:         programs("handshake_entry", "handshake_return", "dial_tls_entry"),
+	InFlight:     "hs_calls",
+	InFlightKind: trace.SpanKindInternal,
 	Probes: []instrumentors.Probe{{
 		Symbol:   "crypto/tls.(*Conn).clientHandshake",
 		Entry:    "handshake_entry",

@@ -32,9 +32,11 @@ var KeepQueryValues = false
 
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target amd64 -output-dir ../../bpf -go-package bpf -type event HttpClient ../../bpf/httpclient.c -- -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror
 var Instrumentor = &instrumentors.Instrumentor{
-	ID:   "http-client",
-	Doc:  "net/http client: a CLIENT span per request, with traceparent injected",
-	Spec: bpf.LoadHttpClient,
+	ID:           "http-client",
+	Doc:          "net/http client: a CLIENT span per request, with traceparent injected",
+	Spec:         bpf.LoadHttpClient,
+	InFlight:     "calls",
+	InFlightKind: trace.SpanKindClient,
 	Probes: []instrumentors.Probe{{
 		Symbol: "net/http.(*Transport).roundTrip",
 		Entry:  "client_entry",

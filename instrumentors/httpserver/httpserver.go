@@ -25,9 +25,11 @@ import (
 
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target amd64 -output-dir ../../bpf -go-package bpf -type event HttpServer ../../bpf/httpserver.c -- -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror
 var Instrumentor = &instrumentors.Instrumentor{
-	ID:   "http-server",
-	Doc:  "net/http server: a SERVER span per request",
-	Spec: bpf.LoadHttpServer,
+	ID:           "http-server",
+	Doc:          "net/http server: a SERVER span per request",
+	Spec:         bpf.LoadHttpServer,
+	InFlight:     "calls",
+	InFlightKind: trace.SpanKindServer,
 	Probes: []instrumentors.Probe{{
 		Symbol: "net/http.serverHandler.ServeHTTP",
 		Entry:  "server_entry",
