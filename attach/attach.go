@@ -228,6 +228,9 @@ func (a *Attacher) Run(ctx context.Context) error {
 		}
 		if err := a.reader.ReadInto(&rec); err != nil {
 			switch {
+			case errors.Is(err, ringbuf.ErrFlushed):
+				a.releaseDrains() // every record queued before the flush is handled
+				continue
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				a.releaseDrains() // the ring was found empty
 				if stopping {
@@ -297,6 +300,9 @@ func (a *Attacher) drain(timeout time.Duration) {
 	default:
 		return // too many waiting: do not block a detach on it
 	}
+	// Wake the reader rather than wait for its next poll: it reads what
+	// is queued, then reports the flush.
+	a.reader.Flush()
 	select {
 	case <-done:
 	case <-time.After(timeout):

@@ -134,12 +134,12 @@ func roundAll(ds []time.Duration) []time.Duration {
 	return out
 }
 
-// TestManyTargets runs 20 copies of one program at once: each is attached
+// TestManyTargets runs 50 copies of one program at once: each is attached
 // and traced with its own process.pid, and once they exit uranus holds no
 // program of theirs.
 func TestManyTargets(t *testing.T) {
 	e2e.RequireBPF(t)
-	const n = 20
+	const n = 50
 	path := filepath.Join(t.TempDir(), uniqueName("many"))
 	installAs(t, stackgrow(t, newest()), path)
 	s, col := watchUranus(t, path)

@@ -394,61 +394,74 @@ func TestWaitsAndFollowsRestarts(t *testing.T) {
 	assertNoProgramsLeft(t, s)
 }
 
-// TestShortLivedProcesses runs a program that lives a few milliseconds (it
-// serves itself one request and exits) 20 times under uranus --exe PATH:
-// the probes are on the file before the first process starts, so every
-// process is traced from its first instruction, where finding each one in
-// /proc would have come too late. Stack ABI and register ABI.
+// TestShortLivedProcesses runs a command-line client that makes 5 requests
+// and exits, ~10 ms in all, 20 times under uranus --exe PATH: the probes are
+// on the file before the first process starts, so every process is traced
+// from its first instruction, where finding each one in /proc would have
+// come too late. One more process of the file, started before uranus and
+// calling only once uranus runs, is covered too. Stack and register ABI.
 func TestShortLivedProcesses(t *testing.T) {
 	e2e.RequireBPF(t)
+	server := e2e.Start(t, e2e.BuildTarget(t, "httpserver", "1.27.4", testapp.Options{}))
+	base := "http://" + server.Addr + "/echo"
 	for _, v := range []string{"1.16.15", "1.27.4"} {
 		t.Run(v, func(t *testing.T) {
 			c := &collector{}
 			endpoint := startHTTPCollector(t, c)
-			src := e2e.BuildTarget(t, "roundtrip", v, testapp.Options{})
-			bin := filepath.Join(t.TempDir(), fmt.Sprintf("shortlived-%d", os.Getpid()))
+			src := e2e.BuildTarget(t, "shortclient", v, testapp.Options{})
+			bin := filepath.Join(t.TempDir(), fmt.Sprintf("shortclient-%d", os.Getpid()))
 			if err := copyFile(src, bin); err != nil {
 				t.Fatal(err)
 			}
+			const perRun, runs = 5, 20
+			before := exec.Command(bin, "-url", base, "-n", fmt.Sprint(perRun), "-hold")
+			hold, err := before.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := before.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { before.Process.Kill(); before.Wait() })
+			pids := map[string]bool{fmt.Sprint(before.Process.Pid): true}
+
 			s := startUranus(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + endpoint}, "--exe", bin)
-			s.waitFor(t, "probes on the executable", "exe="+bin)
-			const runs = 20
-			pids := map[string]bool{}
+			s.waitFor(t, "msg=attached", fmt.Sprintf("pid=%d", before.Process.Pid))
 			start := time.Now()
 			for i := 0; i < runs; i++ {
-				cmd := exec.Command(bin)
-				if out, err := cmd.CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "pong /ping") {
+				cmd := exec.Command(bin, "-url", base, "-n", fmt.Sprint(perRun))
+				if out, err := cmd.CombinedOutput(); err != nil || string(out) != "done\n" {
 					t.Fatalf("run %d: %v, output %q", i, err, out)
 				}
 				pids[fmt.Sprint(cmd.Process.Pid)] = true
 			}
-			t.Logf("%d processes ran in %v", runs, time.Since(start).Round(time.Millisecond))
-			// Every record is read within a poll interval; give them time
-			// to arrive, then stop: the exit flushes what remains.
+			t.Logf("%d processes of %d requests each ran in %v", runs, perRun, time.Since(start).Round(time.Millisecond))
+			hold.Close()
+			if err := before.Wait(); err != nil {
+				t.Fatalf("the process started before uranus: %v", err)
+			}
+			want := perRun * (runs + 1)
 			deadline := time.Now().Add(30 * time.Second)
-			for len(c.got()) < 2*runs && time.Now().Before(deadline) {
+			for len(c.got()) < want && time.Now().Before(deadline) {
 				time.Sleep(50 * time.Millisecond)
 			}
 			s.stop(t)
-			kinds := map[string]map[tracepb.Span_SpanKind]int{}
+			byPID := map[string]int{}
 			for _, rs := range c.got() {
 				pid := rs.resource["process.pid"]
-				if !pids[pid] {
-					t.Errorf("span %q from pid %s, which is not one of the runs", rs.span.Name, pid)
+				if !pids[pid] || rs.span.Kind != tracepb.Span_SPAN_KIND_CLIENT {
+					t.Errorf("%v span %q from pid %s, which is not one of the runs", rs.span.Kind, rs.span.Name, pid)
 					continue
 				}
-				if kinds[pid] == nil {
-					kinds[pid] = map[tracepb.Span_SpanKind]int{}
-				}
-				kinds[pid][rs.span.Kind]++
+				byPID[pid]++
 			}
 			for pid := range pids {
-				if k := kinds[pid]; k[tracepb.Span_SPAN_KIND_SERVER] != 1 || k[tracepb.Span_SPAN_KIND_CLIENT] != 1 {
-					t.Errorf("pid %s: %d server and %d client spans, want 1 and 1", pid, k[tracepb.Span_SPAN_KIND_SERVER], k[tracepb.Span_SPAN_KIND_CLIENT])
+				if byPID[pid] != perRun {
+					t.Errorf("pid %s: %d client spans, want %d", pid, byPID[pid], perRun)
 				}
 			}
-			if n := len(c.got()); n != 2*runs {
-				t.Errorf("%d spans from %d runs, want %d", n, runs, 2*runs)
+			if n := len(c.got()); n != want {
+				t.Errorf("%d spans from %d processes, want %d", n, len(pids), want)
 			}
 		})
 	}
@@ -655,58 +668,80 @@ func TestOtherNamespaceOutOfScope(t *testing.T) {
 	}
 }
 
-// TestSIGTERMWithCallsInFlight stops uranus while requests are inside their
-// handlers: each becomes a span marked uranus.incomplete=true, the exit log
-// counts them, and the requests themselves complete. Stack and register ABI.
+// TestSIGTERMWithCallsInFlight stops uranus while 10 requests are inside
+// their handlers: each becomes a span marked uranus.incomplete=true, the
+// exit log counts them, and the requests themselves complete. Then the same
+// with the target killed mid-request while uranus runs on. Stack and
+// register ABI.
 func TestSIGTERMWithCallsInFlight(t *testing.T) {
 	e2e.RequireBPF(t)
 	for _, v := range []string{"1.16.15", "1.27.4"} {
-		t.Run(v, func(t *testing.T) {
-			c := &collector{}
-			endpoint := startHTTPCollector(t, c)
-			bin := e2e.BuildTarget(t, "httpserver", v, testapp.Options{})
-			target := e2e.Start(t, bin)
-			s := startUranus(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + endpoint}, "--pid", fmt.Sprint(target.Cmd.Process.Pid))
-			s.waitFor(t, "msg=attached")
-			get(t, "http://"+target.Addr+"/hello")
-			get(t, "http://"+target.Addr+"/hello")
-			const inFlight = 3
-			done := make(chan error, inFlight)
-			for i := 0; i < inFlight; i++ {
-				go func() {
-					resp, err := http.Get("http://" + target.Addr + "/sleep/3000")
-					if err == nil {
-						_, err = io.ReadAll(resp.Body)
-						resp.Body.Close()
-					}
-					done <- err
-				}()
+		for _, killTarget := range []bool{false, true} {
+			name := v + "/uranus-stopped"
+			if killTarget {
+				name = v + "/target-killed"
 			}
-			time.Sleep(time.Second) // inside their handlers
-			s.stop(t)
-			for i := 0; i < inFlight; i++ {
-				if err := <-done; err != nil {
-					t.Errorf("request in flight while uranus stopped: %v", err)
+			t.Run(name, func(t *testing.T) {
+				c := &collector{}
+				endpoint := startHTTPCollector(t, c)
+				src := e2e.BuildTarget(t, "httpserver", v, testapp.Options{})
+				bin := filepath.Join(t.TempDir(), fmt.Sprintf("inflight-%d", os.Getpid()))
+				if err := copyFile(src, bin); err != nil {
+					t.Fatal(err)
 				}
-			}
-			var complete, incomplete int
-			for _, rs := range c.got() {
-				if spanAttr(rs.span, "uranus.incomplete") == "true" {
-					incomplete++
-					if rs.span.Kind != tracepb.Span_SPAN_KIND_SERVER || rs.span.EndTimeUnixNano <= rs.span.StartTimeUnixNano {
-						t.Errorf("incomplete span %q: kind %v, %d → %d", rs.span.Name, rs.span.Kind, rs.span.StartTimeUnixNano, rs.span.EndTimeUnixNano)
-					}
-					continue
+				target := e2e.Start(t, bin)
+				s := startUranus(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + endpoint}, "--exe", bin)
+				s.waitFor(t, "msg=attached", fmt.Sprintf("pid=%d", target.Cmd.Process.Pid))
+				get(t, "http://"+target.Addr+"/hello")
+				get(t, "http://"+target.Addr+"/hello")
+				const inFlight = 10
+				done := make(chan error, inFlight)
+				for i := 0; i < inFlight; i++ {
+					go func() {
+						resp, err := http.Get("http://" + target.Addr + "/sleep/3000")
+						if err == nil {
+							_, err = io.ReadAll(resp.Body)
+							resp.Body.Close()
+						}
+						done <- err
+					}()
 				}
-				complete++
-			}
-			if complete != 2 || incomplete != inFlight {
-				t.Errorf("%d complete and %d incomplete spans, want 2 and %d", complete, incomplete, inFlight)
-			}
-			line := s.waitForLogged(t, "calls in flight")
-			if logValue(line, "calls") != fmt.Sprint(inFlight) {
-				t.Errorf("exit log: %s; want calls=%d", line, inFlight)
-			}
-		})
+				time.Sleep(time.Second) // inside their handlers
+				if killTarget {
+					target.Cmd.Process.Kill()
+					target.Cmd.Wait()
+					s.waitFor(t, "target exited", fmt.Sprintf("pid=%d", target.Cmd.Process.Pid))
+				}
+				s.stop(t)
+				for i := 0; i < inFlight; i++ {
+					if err := <-done; err != nil && !killTarget {
+						t.Errorf("request in flight while uranus stopped: %v", err)
+					}
+				}
+				var complete, incomplete int
+				for _, rs := range c.got() {
+					if spanAttr(rs.span, "uranus.incomplete") == "true" {
+						incomplete++
+						if rs.span.Kind != tracepb.Span_SPAN_KIND_SERVER || rs.span.EndTimeUnixNano <= rs.span.StartTimeUnixNano || rs.span.Status.GetCode() != tracepb.Status_STATUS_CODE_UNSET {
+							t.Errorf("incomplete span %q: kind %v, %d → %d, status %v", rs.span.Name, rs.span.Kind, rs.span.StartTimeUnixNano, rs.span.EndTimeUnixNano, rs.span.Status)
+						}
+						continue
+					}
+					complete++
+				}
+				if complete != 2 || incomplete != inFlight {
+					t.Errorf("%d complete and %d incomplete spans, want 2 and %d", complete, incomplete, inFlight)
+				}
+				line := s.waitForLogged(t, "calls in flight")
+				if logValue(line, "calls") != fmt.Sprint(inFlight) {
+					t.Errorf("exit log: %s; want calls=%d", line, inFlight)
+				}
+				// Every entry is a span, complete or not: the counters add up.
+				final := s.waitForLogged(t, "final counters")
+				if hits := logValue(final, "probe_hits"); hits != fmt.Sprint(2*2+inFlight) {
+					t.Errorf("final counters: %s; want probe_hits=%d (2 finished requests × entry and return, %d entries)", final, 2*2+inFlight, inFlight)
+				}
+			})
+		}
 	}
 }
