@@ -26,6 +26,7 @@ import (
 	"github.com/uranus-otel/uranus/instrumentors"
 	"github.com/uranus-otel/uranus/offsets"
 	"github.com/uranus-otel/uranus/otel"
+	"github.com/uranus-otel/uranus/target"
 )
 
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target amd64 -output-dir ../bpf -go-package bpf -type event_header -type span_ctx Core ../bpf/core.c -- -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror
@@ -184,7 +185,7 @@ func New(opts Options) (*Attacher, error) {
 		propWhy:     why,
 		wire:        w,
 	}
-	a.pidns.dev, a.pidns.ino = scopeNamespace()
+	a.pidns.dev, a.pidns.ino = target.PIDNamespace()
 	return a, nil
 }
 
@@ -212,7 +213,6 @@ func (a *Attacher) Run(ctx context.Context) error {
 		a.running.Store(false)
 		a.releaseDrains()
 	}()
-	go a.clock.run(ctx)
 	if a.opts.ByFile {
 		go a.reap(ctx)
 	}
@@ -221,6 +221,7 @@ func (a *Attacher) Run(ctx context.Context) error {
 	stopping := false
 	interval := minPollInterval
 	for {
+		a.clock.refresh()
 		if stopping {
 			a.reader.SetDeadline(time.Unix(1, 0)) // drain without waiting
 		} else {
@@ -322,13 +323,13 @@ func (a *Attacher) releaseDrains() {
 	}
 }
 
-// reap detaches, every second, the processes that exited: those that
+// reap detaches, every reapInterval, the processes that exited: those that
 // announced themselves by their records may be gone before anyone else
 // noticed them. It removes the probes of an executable no process runs
 // once its file is replaced or written to. Records of a pid detached over
 // a minute ago are no longer held for dropping: the pid may be reused.
 func (a *Attacher) reap(ctx context.Context) {
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(reapInterval)
 	defer tick.Stop()
 	for {
 		select {
@@ -368,13 +369,17 @@ func (a *Attacher) reap(ctx context.Context) {
 	}
 }
 
+// reapInterval: the /proc watch tells run.go of most exits as they happen;
+// the reaper catches the processes it never named, and idle files changed.
+const reapInterval = 2 * time.Second
+
 // The poll interval bounds how long a record waits in the ring buffer. Each
 // poll that finds the ring empty costs the sidecar ~0.1 ms of CPU (a
 // blocking epoll_wait and the Go scheduler around it), so polls are spaced
 // out; a ring a quarter full wakes the reader at once whatever the interval.
 const (
 	minPollInterval = 25 * time.Millisecond
-	maxPollInterval = 200 * time.Millisecond
+	maxPollInterval = time.Second
 )
 
 // Mirrors SPAN_FLAG_* in bpf/uranus.h.
@@ -503,9 +508,11 @@ func checkTracefs() error {
 
 // clock converts the kernel's CLOCK_MONOTONIC timestamps to wall-clock time.
 // The offset between the two clocks moves when NTP steps the wall clock, so
-// it is measured again every second.
+// the reader measures it again when a second has passed since the last
+// time: no timer of its own wakes an idle sidecar.
 type clock struct {
-	offset atomic.Int64 // realtime - monotonic, ns
+	offset   atomic.Int64 // realtime - monotonic, ns
+	measured int64        // monotonic ns of the last measure; reader only
 }
 
 func newClock() *clock {
@@ -514,16 +521,10 @@ func newClock() *clock {
 	return c
 }
 
-func (c *clock) run(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			c.measure()
-		}
+// refresh measures again if a second has passed (called by the reader).
+func (c *clock) refresh() {
+	if now := monotonicNow(); now-c.measured >= int64(time.Second) {
+		c.measure()
 	}
 }
 
@@ -540,6 +541,7 @@ func (c *clock) measure() {
 		}
 	}
 	c.offset.Store(best)
+	c.measured = monotonicNow()
 }
 
 func (c *clock) wall(mono uint64) time.Time {

@@ -59,8 +59,8 @@ func watchUranus(t *testing.T, path string, extra ...string) (*sidecar, *collect
 // TestRestartReattach restarts the target several times at the same path,
 // then deploys a build by another Go version there: every incarnation is
 // attached, with its own Go version, and traced. It reports how long each
-// took from the process start to uranus's "attached" line; uranus scans
-// /proc every 250 ms, so the median must stay under a second.
+// took from the process start to uranus's "attached" line; uranus is told
+// of each exec (or scans /proc every 250 ms), so the median must stay under a second.
 func TestRestartReattach(t *testing.T) {
 	e2e.RequireBPF(t)
 	v1, v2 := "1.16.15", newest()

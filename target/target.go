@@ -1,6 +1,7 @@
 // Package target finds the processes to instrument: by executable path or
-// name, or by pid, in /proc. It reports processes as they start and exit, so
-// that uranus waits for a target that is not running yet and follows restarts.
+// name, or by pid, told by an exec tracepoint and read in /proc. It reports
+// processes as they start and exit, so that uranus waits for a target that
+// is not running yet and follows restarts.
 //
 // Binaries are always read through /proc/PID/exe, which names the file the
 // process really runs even when uranus lives in another mount namespace (a
@@ -205,62 +206,163 @@ type Event struct {
 	Exited  bool
 }
 
-// Watch scans /proc every interval and sends an Event for each matching
-// process that appears or disappears (a process that execs a new binary
-// exits and starts again). It closes the channel when ctx is done, or after
-// the exit of a --pid target, since nothing else can match.
-func Watch(ctx context.Context, m Matcher, interval time.Duration) <-chan Event {
+// Watch sends an Event for each matching process that appears or
+// disappears (a process that execs a new binary exits and starts again). It
+// closes the channel when ctx is done, or after the exit of a --pid target,
+// since nothing else can match. The second result says how it watches.
+//
+// Where the kernel allows, raw tracepoints on exec and exit name each
+// process that starts a program or ends: an idle sidecar sleeps. /proc is
+// scanned at the start and every fallback, for processes that fork without
+// exec and for events the tracepoints could not report. Elsewhere /proc is
+// scanned every interval.
+func Watch(ctx context.Context, m Matcher, interval time.Duration) (<-chan Event, string) {
 	ch := make(chan Event)
+	w := &watcher{m: m, ch: ch, known: map[int]Process{}, self: os.Getpid()}
+	execs, err := watchExecs()
+	how := "exec tracepoint, /proc scanned every " + fallback.String()
+	if err != nil {
+		how = fmt.Sprintf("/proc scanned every %v (exec tracepoint unavailable: %v)", interval, err)
+	}
 	go func() {
 		defer close(ch)
-		known := map[int]Process{}
-		self := os.Getpid()
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			seen := map[int]bool{}
-			for _, pid := range candidates(m) {
-				if pid == self || !m.mayMatch(pid) {
-					continue
-				}
-				p, err := Lookup(pid)
-				if err != nil || !m.Match(p) {
-					continue
-				}
-				seen[pid] = true
-				if old, ok := known[pid]; ok && old.same(p) {
-					continue
-				} else if ok {
-					if !send(ctx, ch, Event{Process: old, Exited: true}) {
-						return
-					}
-				}
-				known[pid] = p
-				if !send(ctx, ch, Event{Process: p}) {
+		if execs == nil {
+			t := time.NewTicker(interval)
+			defer t.Stop()
+			for w.scan(ctx) {
+				select {
+				case <-ctx.Done():
 					return
+				case <-t.C:
 				}
 			}
-			for pid, p := range known {
-				if !seen[pid] {
-					delete(known, pid)
-					if !send(ctx, ch, Event{Process: p, Exited: true}) {
-						return
-					}
-				}
-			}
-			if m.PID != 0 && len(known) == 0 && !seen[m.PID] {
-				if _, err := os.Stat(fmt.Sprintf("/proc/%d", m.PID)); err != nil {
-					return
-				}
-			}
+			return
+		}
+		procs := make(chan procEvent, 64)
+		go execs.run(ctx, procs)
+		full := time.NewTicker(fallback)
+		defer full.Stop()
+		// An exit is told as the main thread exits: /proc may still show
+		// the process for a moment, so it is looked at again until gone.
+		exiting := map[int]int{}
+		var recheck <-chan time.Time
+		ok := w.scan(ctx)
+		for ok {
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
+			case ev := <-procs:
+				pid := int(ev.Pid)
+				if ev.Exited == 0 {
+					ok = w.look(ctx, pid)
+				} else if _, known := w.known[pid]; known {
+					exiting[pid] = 0
+				}
+			case <-recheck:
+				recheck = nil
+				for pid, tries := range exiting {
+					p, known := w.known[pid]
+					switch {
+					case !known:
+						delete(exiting, pid)
+					case !p.Running():
+						delete(exiting, pid)
+						delete(w.known, pid)
+						ok = ok && send(ctx, w.ch, Event{Process: p, Exited: true})
+					case tries >= 20: // still there after a second: the scan will tell
+						delete(exiting, pid)
+					default:
+						exiting[pid] = tries + 1
+					}
+				}
+				ok = ok && w.pidAlive()
+			case <-full.C:
+				// Also finds what the tracepoints could not report (a
+				// full ring: counted in execs_lost) and processes forked
+				// without exec.
+				ok = w.scan(ctx)
+			}
+			if len(exiting) > 0 && recheck == nil {
+				recheck = time.After(50 * time.Millisecond)
 			}
 		}
 	}()
-	return ch
+	return ch, how
+}
+
+// fallback is how often /proc is scanned when exec events name new
+// processes: only a process forked without exec from another waits for it.
+const fallback = 10 * time.Second
+
+// watcher is Watch's state: the matching processes it has reported.
+type watcher struct {
+	m     Matcher
+	ch    chan Event
+	known map[int]Process
+	self  int
+}
+
+// scan looks at every process in /proc; false when the watch is over.
+func (w *watcher) scan(ctx context.Context) bool {
+	seen := map[int]bool{}
+	for _, pid := range candidates(w.m) {
+		if pid == w.self || !w.m.mayMatch(pid) {
+			continue
+		}
+		p, err := Lookup(pid)
+		if err != nil || !w.m.Match(p) {
+			continue
+		}
+		seen[pid] = true
+		if !w.found(ctx, p) {
+			return false
+		}
+	}
+	for pid, p := range w.known {
+		if !seen[pid] {
+			delete(w.known, pid)
+			if !send(ctx, w.ch, Event{Process: p, Exited: true}) {
+				return false
+			}
+		}
+	}
+	return w.pidAlive()
+}
+
+// look checks one process that just executed a program.
+func (w *watcher) look(ctx context.Context, pid int) bool {
+	if pid == w.self || !w.m.mayMatch(pid) && w.known[pid].PID == 0 {
+		return true
+	}
+	p, err := Lookup(pid)
+	if err == nil && w.m.Match(p) {
+		return w.found(ctx, p)
+	}
+	if old, ok := w.known[pid]; ok && !old.Running() {
+		delete(w.known, pid) // it executed something else
+		return send(ctx, w.ch, Event{Process: old, Exited: true}) && w.pidAlive()
+	}
+	return true
+}
+
+// found reports p unless it is the image already known under its pid.
+func (w *watcher) found(ctx context.Context, p Process) bool {
+	if old, ok := w.known[p.PID]; ok && old.same(p) {
+		return true
+	} else if ok && !send(ctx, w.ch, Event{Process: old, Exited: true}) {
+		return false
+	}
+	w.known[p.PID] = p
+	return send(ctx, w.ch, Event{Process: p})
+}
+
+// pidAlive is false once a --pid target is gone: nothing else can match.
+func (w *watcher) pidAlive() bool {
+	if w.m.PID == 0 || len(w.known) > 0 {
+		return true
+	}
+	_, err := os.Stat(fmt.Sprintf("/proc/%d", w.m.PID))
+	return err == nil
 }
 
 func send(ctx context.Context, ch chan<- Event, ev Event) bool {

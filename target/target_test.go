@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -81,7 +82,7 @@ func TestWatch(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	name := "uranus-watch-test"
-	events := Watch(ctx, Matcher{Exes: []string{name}}, 20*time.Millisecond)
+	events, _ := Watch(ctx, Matcher{Exes: []string{name}}, 20*time.Millisecond)
 	next := func() Event {
 		t.Helper()
 		select {
@@ -107,10 +108,53 @@ func TestWatch(t *testing.T) {
 	}
 }
 
+// TestWatchWithoutPolling: with the exec tracepoint, a process is reported
+// as it starts and its exit as it ends, though /proc is not
+// scanned on a timer (an interval of an hour).
+func TestWatchWithoutPolling(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	name := "uranus-exec-test"
+	events, how := Watch(ctx, Matcher{Exes: []string{name}}, time.Hour)
+	if !strings.HasPrefix(how, "exec tracepoint") {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("watching by %s", how)
+		}
+		t.Skipf("skipping: %s (needs root and BPF)", how)
+	}
+	next := func() (Event, time.Duration) {
+		t.Helper()
+		start := time.Now()
+		select {
+		case ev := <-events:
+			return ev, time.Since(start)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no event from Watch (%s)", how)
+		}
+		return Event{}, 0
+	}
+	for i := 0; i < 3; i++ {
+		started := time.Now()
+		cmd, _ := sleeper(t, name)
+		ev, _ := next()
+		if ev.Exited || ev.Process.PID != cmd.Process.Pid {
+			t.Fatalf("want start of %d, got %+v", cmd.Process.Pid, ev)
+		}
+		t.Logf("start reported %v after the process was started", time.Since(started).Round(time.Millisecond))
+		cmd.Process.Kill()
+		cmd.Wait()
+		killed := time.Now()
+		if ev, _ := next(); !ev.Exited || ev.Process.PID != cmd.Process.Pid {
+			t.Fatalf("want exit of %d, got %+v", cmd.Process.Pid, ev)
+		}
+		t.Logf("exit reported %v after the process was killed", time.Since(killed).Round(time.Millisecond))
+	}
+}
+
 // TestWatchPIDEnds closes the channel once a --pid target is gone.
 func TestWatchPIDEnds(t *testing.T) {
 	cmd, _ := sleeper(t, "uranus-pid-test")
-	events := Watch(context.Background(), Matcher{PID: cmd.Process.Pid}, 20*time.Millisecond)
+	events, _ := Watch(context.Background(), Matcher{PID: cmd.Process.Pid}, 20*time.Millisecond)
 	<-events // started
 	cmd.Process.Kill()
 	cmd.Wait()

@@ -214,7 +214,8 @@ func run(ctx context.Context, c runConfig) error {
 
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
-	events := target.Watch(watchCtx, c.matcher, 250*time.Millisecond)
+	events, how := target.Watch(watchCtx, c.matcher, 250*time.Millisecond)
+	log.Debug("watching processes", "how", how)
 	targets := map[int]*attach.Target{}
 	var statsTick <-chan time.Time
 	if c.statsInterval > 0 {

@@ -130,7 +130,7 @@ func tlsDump(ctx context.Context, m target.Matcher, capture uint32, stdout, stde
 
 	targets := map[int]*attach.Target{}
 	var runErr error
-	events := target.Watch(ctx, m, 250*time.Millisecond)
+	events, _ := target.Watch(ctx, m, 250*time.Millisecond)
 	fmt.Fprintf(stderr, "uranus tls-dump: waiting for %s (Ctrl-C to stop)\n", m)
 loop:
 	for {

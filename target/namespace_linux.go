@@ -1,10 +1,10 @@
-package attach
+package target
 
 import "golang.org/x/sys/unix"
 
-// scopeNamespace returns the device and inode of uranus's PID namespace, or
+// PIDNamespace returns the device and inode of uranus's PID namespace, or
 // zeros when it is the initial namespace, which sees every process.
-func scopeNamespace() (dev, ino uint64) {
+func PIDNamespace() (dev, ino uint64) {
 	var st unix.Stat_t
 	if err := unix.Stat("/proc/self/ns/pid", &st); err != nil || st.Ino == initPIDNamespaceIno {
 		return 0, 0
