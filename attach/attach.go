@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -362,7 +364,7 @@ func (a *Attacher) reap(ctx context.Context) {
 		}
 		for _, pr := range idle {
 			if !pr.unchanged() {
-				a.log.Info("probes removed: the executable was replaced or written to", "exe", pr.exe)
+				a.log.Info("probes removed: the executable was replaced or written to", "exe", pr.path)
 				a.closeProbes(pr)
 			}
 		}
@@ -396,22 +398,12 @@ func (a *Attacher) noteBad(msg string) {
 // Close detaches every target, removes every probe and releases the ring
 // buffer.
 func (a *Attacher) Close() error {
-	a.mu.Lock()
-	var targets []*Target
-	for t := range a.targets {
-		targets = append(targets, t)
-	}
-	a.mu.Unlock()
 	a.RemoveProbes()
+	targets, _ := a.snapshot()
 	for _, t := range targets {
 		t.Detach(context.Background())
 	}
-	a.mu.Lock()
-	var kept []*probes
-	for _, pr := range a.probes {
-		kept = append(kept, pr)
-	}
-	a.mu.Unlock()
+	_, kept := a.snapshot()
 	for _, pr := range kept {
 		a.closeProbes(pr)
 	}
@@ -426,17 +418,20 @@ func (a *Attacher) Close() error {
 // what they recorded: from here on no call starts or ends, and what is in
 // flight is reported as such when each target is detached.
 func (a *Attacher) RemoveProbes() {
-	a.mu.Lock()
-	var all []*probes
-	for _, pr := range a.probes {
-		all = append(all, pr)
-	}
-	a.mu.Unlock()
 	// Unlinking takes a while per site: not under the lock the reader
 	// needs.
+	_, all := a.snapshot()
 	for _, pr := range all {
 		pr.unlink()
 	}
+}
+
+// snapshot copies the targets and the probes, to work on them without
+// holding the lock.
+func (a *Attacher) snapshot() ([]*Target, []*probes) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Collect(maps.Keys(a.targets)), slices.Collect(maps.Values(a.probes))
 }
 
 // Propagation says how trace context reaches called services, and why

@@ -56,8 +56,7 @@ func (v *view) State() any                  { return v.state }
 // their process. Without it they serve one process, as --pid asks.
 type probes struct {
 	key       probesKey
-	path      string // the file's path; probes by file are kept while it names the file
-	exe       string // for display
+	path      string // the file's own path; probes by file are kept while it names the file
 	goVersion string
 	plans     []Plan
 	runtime   targetRuntime
@@ -160,7 +159,7 @@ func (a *Attacher) loadProbes(path, exe string, key probesKey, what string) (*pr
 	}
 	a.log.Debug("planned", "exe", exe, "pid", key.pid, "took", time.Since(start))
 
-	pr := &probes{key: key, path: exe, exe: exe, goVersion: bin.GoVersion, plans: plans,
+	pr := &probes{key: key, path: exe, goVersion: bin.GoVersion, plans: plans,
 		targets: map[int]*Target{}, gone: map[int]time.Time{}}
 	var st syscall.Stat_t
 	if err := syscall.Stat(path, &st); err == nil {
@@ -208,20 +207,7 @@ func (a *Attacher) loadProbes(path, exe string, key probesKey, what string) (*pr
 	}
 	a.mu.Lock()
 	a.probes[key] = pr
-	// A new file at a path whose old file no process runs any more: the
-	// old file's probes go now rather than wait for the process that will
-	// never come.
-	var stale []*probes
-	for k, o := range a.probes {
-		if o != pr && o.path == exe && k.pid == 0 && len(o.targets) == 0 {
-			stale = append(stale, o)
-		}
-	}
 	a.mu.Unlock()
-	for _, o := range stale {
-		a.log.Debug("probes removed: the file at their path was replaced", "exe", o.exe)
-		a.closeProbes(o)
-	}
 	return pr, nil
 }
 
@@ -277,7 +263,7 @@ func (a *Attacher) targetOf(pr *probes, pid int) *Target {
 	if err != nil || p.Dev != pr.key.dev || p.Ino != pr.key.ino {
 		// Already gone (or exec'd something else): its spans still carry
 		// what is known of it.
-		p = target.Process{PID: pid, Exe: pr.exe, Dev: pr.key.dev, Ino: pr.key.ino}
+		p = target.Process{PID: pid, Exe: pr.path, Dev: pr.key.dev, Ino: pr.key.ino}
 	}
 	t, err = a.target(context.Background(), pr, p)
 	if err != nil {
@@ -362,7 +348,7 @@ func (a *Attacher) load(pr *probes, plan *Plan, bin *binary.File, ex *link.Execu
 	if err != nil && dropFeatures(spec, plan) {
 		// A kernel may refuse a feature's program (bpf_probe_write_user
 		// under lockdown) and still run the rest.
-		a.log.Warn("loading without optional features", "exe", pr.exe, "instrumentor", plan.Inst.ID, "err", err)
+		a.log.Warn("loading without optional features", "exe", pr.path, "instrumentor", plan.Inst.ID, "err", err)
 		coll, err = ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
 	}
 	if err != nil {
@@ -389,7 +375,7 @@ func (a *Attacher) load(pr *probes, plan *Plan, bin *binary.File, ex *link.Execu
 	for name, prog := range coll.Programs {
 		if info, err := prog.Info(); err == nil {
 			if id, ok := info.ID(); ok {
-				a.log.Debug("loaded BPF program", "exe", pr.exe, "pid", pr.key.pid, "instrumentor", plan.Inst.ID, "program", name, "prog_id", id)
+				a.log.Debug("loaded BPF program", "exe", pr.path, "pid", pr.key.pid, "instrumentor", plan.Inst.ID, "program", name, "prog_id", id)
 			}
 		}
 	}
