@@ -150,7 +150,6 @@ static __always_inline s64 current_pid(void)
 // unread) wakes the reader early, so a burst is not lost waiting for a poll.
 static __always_inline void submit_event(void *e)
 {
-	((struct event_header *)e)->pid = (u32)current_pid();
 	u64 flags = BPF_RB_NO_WAKEUP;
 	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > bpf_ringbuf_query(&events, BPF_RB_RING_SIZE) / 4)
 		flags = BPF_RB_FORCE_WAKEUP;
@@ -335,7 +334,10 @@ static __always_inline void span_begin(struct event_header *h, u64 goid, const s
 	h->start_ns = bpf_ktime_get_ns();
 	h->goid = goid;
 	h->source = source_id;
-	h->pid = (u32)current_pid(); // for a call still in flight when its process or uranus exits
+	// The process, for user space: records copy this header at the return
+	// (same goroutine, so same process), and a call still in flight at exit
+	// is found by it.
+	h->pid = (u32)current_pid();
 	random_bytes(h->span_id, sizeof(h->span_id));
 	if (parent) {
 		__builtin_memcpy(h->trace_id, parent->trace_id, sizeof(h->trace_id));
