@@ -607,7 +607,14 @@ func (p *sigParser) word() string {
 		}
 		p.pos += size
 	}
-	return p.src[start:p.pos]
+	w := p.src[start:p.pos]
+	// A package path has no empty element, and a name follows its last
+	// one: "t/.t" and "a//b.T" name nothing (and would not spell back).
+	if i := strings.LastIndexByte(w, '/'); i >= 0 && (i == len(w)-1 || w[i+1] == '.' || strings.Contains(w, "//")) {
+		p.pos = start
+		return ""
+	}
+	return w
 }
 
 // braces reads a balanced "{…}" and returns what is inside, trimmed, with
