@@ -19,8 +19,12 @@ var MinGoVersion = version.Must(version.NewVersion("1.13"))
 // Plan is what attaching one instrumentor to one binary takes: the functions
 // and RET sites to probe and the constants to load, or why it cannot attach.
 type Plan struct {
-	Inst        *instrumentors.Instrumentor
-	Skip        string // why it will not attach; empty when it will
+	Inst *instrumentors.Instrumentor
+	Skip string // why it will not attach; empty when it will
+	// NotLinked: it will not attach because the binary does not link the
+	// library it instruments (Skip says which function is missing). That
+	// is expected of most programs, so it is told at INFO.
+	NotLinked   bool
 	Probes      []PlannedProbe
 	Consts      map[string]uint64 // BPF constant → member offset (OffsetAbsent when absent)
 	OffsetsFrom string            // "offsets table" or "target DWARF"
@@ -135,6 +139,10 @@ func planOne(p *Plan, bin *binary.File, offs map[offsets.Field]offsets.Offset, o
 			if pr.Optional && errors.Is(err, binary.ErrNoSymbol) {
 				p.Probes = append(p.Probes, PlannedProbe{Probe: pr})
 				continue
+			}
+			if inst.Library != "" && errors.Is(err, binary.ErrNoSymbol) {
+				p.NotLinked = true
+				return fmt.Sprintf("no %s in this binary (%s is not linked into it)", inst.Library, pr.Symbol)
 			}
 			return err.Error()
 		}

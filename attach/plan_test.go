@@ -104,6 +104,10 @@ func TestPlanSkipReasons(t *testing.T) {
 	noSym := base
 	noSym.ID = "no-symbol"
 	noSym.Probes = []instrumentors.Probe{{Symbol: "net/http.noSuchFunction", Entry: "server_entry"}}
+	// A function uranus names itself but the binary lacks: the library
+	// is not linked. A function the user names (no Library): not found.
+	userSym := noSym
+	userSym.ID, userSym.Library = "user-named", ""
 	optSym := base
 	optSym.ID = "optional-symbol"
 	optSym.Probes = append([]instrumentors.Probe{{Symbol: "net/http.noSuchFunction", Entry: "server_entry", Optional: true}}, base.Probes...)
@@ -111,13 +115,14 @@ func TestPlanSkipReasons(t *testing.T) {
 	needsPattern.ID = "needs-pattern"
 	needsPattern.Consts = []instrumentors.Const{{Name: "off_req_pattern", Field: offsets.Field{Struct: "net/http.Request", Member: "Pattern"}}}
 
-	plans, err := MakePlans(bin, []*instrumentors.Instrumentor{&tooNew, &noSym, &optSym, &needsPattern}, embedded(t))
+	plans, err := MakePlans(bin, []*instrumentors.Instrumentor{&tooNew, &noSym, &userSym, &optSym, &needsPattern}, embedded(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]string{
 		"too-new":         "needs Go >= 1.99, target is go1.16.15",
-		"no-symbol":       "net/http.noSuchFunction not found",
+		"no-symbol":       "no net/http server in this binary (net/http.noSuchFunction is not linked into it)",
+		"user-named":      "net/http.noSuchFunction not found",
 		"optional-symbol": "",
 		"needs-pattern":   "go1.16.15 has no [net/http.Request.Pattern]",
 	}
@@ -125,6 +130,9 @@ func TestPlanSkipReasons(t *testing.T) {
 		w := want[p.Inst.ID]
 		if (w == "") != (p.Skip == "") || !strings.Contains(p.Skip, w) {
 			t.Errorf("%s: skip %q, want %q", p.Inst.ID, p.Skip, w)
+		}
+		if p.NotLinked != (p.Inst.ID == "no-symbol") {
+			t.Errorf("%s: NotLinked = %v", p.Inst.ID, p.NotLinked)
 		}
 	}
 }

@@ -26,6 +26,12 @@ type Instrumentor struct {
 	ID string
 	// Doc is one line for --help and inspect.
 	Doc string
+	// Library names what it instruments, as a user would ("net/http
+	// client"). When a binary lacks one of its probed functions, the
+	// library is taken as not linked into it: an INFO line "no net/http
+	// client in this binary", not a warning. Empty for instrumentors of
+	// user-named functions, whose absence is worth a warning.
+	Library string
 	// GoVersions is a hashicorp/go-version constraint on the target's Go
 	// version; empty means every version uranus supports.
 	GoVersions string

@@ -426,7 +426,12 @@ func TestShortLivedProcesses(t *testing.T) {
 			pids := map[string]bool{fmt.Sprint(before.Process.Pid): true}
 
 			s := startUranus(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + endpoint}, "--exe", bin)
-			s.waitFor(t, "msg=attached", fmt.Sprintf("pid=%d", before.Process.Pid))
+			// A client-only program: the server instrumentor's absence is
+			// said once, at INFO, in the attached line (issue 12, point 4).
+			line := s.waitFor(t, "msg=attached", fmt.Sprintf("pid=%d", before.Process.Pid))
+			if !strings.Contains(line, `not_in_binary="no net/http server"`) {
+				t.Errorf("the attached line does not say the binary has no HTTP server: %s", line)
+			}
 			start := time.Now()
 			for i := 0; i < runs; i++ {
 				cmd := exec.Command(bin, "-url", base, "-n", fmt.Sprint(perRun))
@@ -446,6 +451,9 @@ func TestShortLivedProcesses(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 			s.stop(t)
+			if strings.Contains(s.log(), "level=WARN") {
+				t.Errorf("warnings in a run where nothing went wrong:\n%s", s.log())
+			}
 			byPID := map[string]int{}
 			for _, rs := range c.got() {
 				pid := rs.resource["process.pid"]
@@ -479,18 +487,23 @@ func TestBadInput(t *testing.T) {
 		args []string
 		code int
 		want string
+		env  []string
 	}{
-		{nil, 1, "no target: pass --exe PATH|NAME or --pid N"},
-		{[]string{"--pid", "999999999"}, 1, "no such process"},
-		{[]string{"--pid", fmt.Sprint(sleeper.Process.Pid)}, 1, "is not a Go program"},
-		{[]string{"--pid", "1", "--exe", "x"}, 1, "choose one"},
-		{[]string{"--pid", "-3"}, 1, "a pid is a positive number"},
-		{[]string{"--exe", "x", "--instrument", "nope"}, 1, `unknown instrumentor "nope"`},
-		{[]string{"stray"}, 2, `unexpected argument "stray"`},
-		{[]string{"--log-level", "loud", "--exe", "x"}, 2, "--log-level"},
+		{nil, 1, "no target: pass --exe PATH|NAME or --pid N", nil},
+		{[]string{"--pid", "999999999"}, 1, "no such process", nil},
+		{[]string{"--pid", fmt.Sprint(sleeper.Process.Pid)}, 1, "is not a Go program", nil},
+		{[]string{"--pid", "1", "--exe", "x"}, 1, "choose one", nil},
+		{[]string{"--pid", "-3"}, 1, "a pid is a positive number", nil},
+		{[]string{"--exe", "x", "--instrument", "nope"}, 1, `unknown instrumentor "nope"`, nil},
+		{[]string{"stray"}, 2, `unexpected argument "stray"`, nil},
+		{[]string{"--log-level", "loud", "--exe", "x"}, 2, "--log-level", nil},
+		// Bad exporter settings stop uranus before it waits for targets.
+		{[]string{"--exe", "x"}, 1, `OTEL_EXPORTER_OTLP_ENDPOINT="::garbage": not a URL`, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=::garbage"}},
+		{[]string{"--exe", "x"}, 1, "OTEL_EXPORTER_OTLP_TIMEOUT", []string{"OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_TIMEOUT=10s"}},
 	}
 	for _, c := range cases {
 		cmd := exec.Command(uranusBin, c.args...)
+		cmd.Env = append(os.Environ(), c.env...)
 		out, _ := cmd.CombinedOutput()
 		if code := cmd.ProcessState.ExitCode(); code != c.code {
 			t.Errorf("uranus %v: exit %d, want %d\n%s", c.args, code, c.code, out)

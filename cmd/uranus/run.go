@@ -323,14 +323,21 @@ func prepareFiles(log *slog.Logger, att *attach.Attacher, m target.Matcher) {
 	}
 }
 
+// logAttached says in one line what is attached to t, and which
+// libraries its binary does not link; a WARN for each instrumentor that
+// could not attach for any other reason.
 func logAttached(log *slog.Logger, t *attach.Target) {
-	var parts []string
+	var parts, absent []string
 	for _, p := range t.Plans {
 		if p.Skip != "" {
-			if t.GoVersion == "" && !p.Inst.NonGo {
-				continue // Go instrumentors on a C program: expected, not news
+			switch {
+			case t.GoVersion == "" && !p.Inst.NonGo:
+				// Go instrumentors on a C program: expected, not news
+			case p.NotLinked:
+				absent = append(absent, "no "+p.Inst.Library)
+			default:
+				log.Warn("instrumentor not attached", "pid", t.Process.PID, "instrumentor", p.Inst.ID, "reason", p.Skip)
 			}
-			log.Warn("instrumentor not attached", "pid", t.Process.PID, "instrumentor", p.Inst.ID, "reason", p.Skip)
 			continue
 		}
 		part := fmt.Sprintf("%s (%d probe sites", p.Inst.ID, t.Attached()[p.Inst.ID])
@@ -343,7 +350,11 @@ func logAttached(log *slog.Logger, t *attach.Target) {
 	if goVersion == "" {
 		goVersion = "not Go"
 	}
-	log.Info("attached", "pid", t.Process.PID, "exe", t.Process.Exe, "go", goVersion, "instrumentors", strings.Join(parts, ", "))
+	args := []any{"pid", t.Process.PID, "exe", t.Process.Exe, "go", goVersion, "instrumentors", strings.Join(parts, ", ")}
+	if len(absent) > 0 {
+		args = append(args, "not_in_binary", strings.Join(absent, ", "))
+	}
+	log.Info("attached", args...)
 }
 
 // report is what the last stats line said, to log only changes.

@@ -15,9 +15,10 @@ import (
 
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target amd64 -output-dir ../../bpf -go-package bpf Goroutines ../../bpf/goroutines.c -- -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror
 var Instrumentor = &instrumentors.Instrumentor{
-	ID:   "goroutines",
-	Doc:  "goroutines started inside a span inherit it, at any depth (1 probe hit per goroutine created; off by default)",
-	Spec: bpf.LoadGoroutines,
+	ID:      "goroutines",
+	Doc:     "goroutines started inside a span inherit it, at any depth (1 probe hit per goroutine created; off by default)",
+	Library: "Go runtime goroutine creation",
+	Spec:    bpf.LoadGoroutines,
 	Probes: []instrumentors.Probe{{
 		Symbol: "runtime.newproc1",
 		Return: "newproc1_return",

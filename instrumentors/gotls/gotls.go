@@ -65,6 +65,7 @@ func SetCaptureBytes(s string) error {
 var Instrumentor = &instrumentors.Instrumentor{
 	ID:           "tls",
 	Doc:          "crypto/tls: a span per handshake (client and server)",
+	Library:      "crypto/tls",
 	Spec:         programs("handshake_entry", "handshake_return", "dial_tls_entry"),
 	InFlight:     "hs_calls",
 	InFlightKind: trace.SpanKindInternal,
@@ -115,9 +116,10 @@ var Instrumentor = &instrumentors.Instrumentor{
 
 // Tap is the opt-in plaintext tap.
 var Tap = &instrumentors.Instrumentor{
-	ID:   "tls-tap",
-	Doc:  "crypto/tls plaintext: bytes per connection, and with --tls-capture-bytes the first bytes of each Read/Write as span events (off by default)",
-	Spec: programs("read_entry", "read_return", "write_entry"),
+	ID:      "tls-tap",
+	Doc:     "crypto/tls plaintext: bytes per connection, and with --tls-capture-bytes the first bytes of each Read/Write as span events (off by default)",
+	Library: "crypto/tls",
+	Spec:    programs("read_entry", "read_return", "write_entry"),
 	Probes: []instrumentors.Probe{{
 		Symbol: "crypto/tls.(*Conn).Read",
 		Entry:  "read_entry",

@@ -34,6 +34,7 @@ var KeepQueryValues = false
 var Instrumentor = &instrumentors.Instrumentor{
 	ID:           "http-client",
 	Doc:          "net/http client: a CLIENT span per request, with traceparent injected",
+	Library:      "net/http client",
 	Spec:         bpf.LoadHttpClient,
 	InFlight:     "calls",
 	InFlightKind: trace.SpanKindClient,

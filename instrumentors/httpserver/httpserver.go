@@ -27,6 +27,7 @@ import (
 var Instrumentor = &instrumentors.Instrumentor{
 	ID:           "http-server",
 	Doc:          "net/http server: a SERVER span per request",
+	Library:      "net/http server",
 	Spec:         bpf.LoadHttpServer,
 	InFlight:     "calls",
 	InFlightKind: trace.SpanKindServer,
