@@ -133,6 +133,9 @@ func exportersFromEnv() []string {
 // otlpClient is the OTLP exporter's transport, as OTEL_EXPORTER_OTLP_*
 // configures it, started.
 func otlpClient(ctx context.Context) (otlptrace.Client, string, error) {
+	if err := checkOTLPEnv(os.Getenv); err != nil {
+		return nil, "", err
+	}
 	proto := os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
 	if proto == "" {
 		proto = os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
