@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/uranus-otel/uranus/binary"
 	"github.com/uranus-otel/uranus/instrumentors"
 	"github.com/uranus-otel/uranus/instrumentors/all"
+	"github.com/uranus-otel/uranus/instrumentors/funcs"
 	"github.com/uranus-otel/uranus/offsets"
 	"github.com/uranus-otel/uranus/target"
 )
@@ -24,8 +26,8 @@ const inspectUsage = `NAME
     uranus inspect — show what uranus would probe in a binary, and why
 
 SYNOPSIS
-    uranus inspect [--json] [--instrument IDS] BINARY
-    uranus inspect [--json] [--instrument IDS] --pid N
+    uranus inspect [--json] [--instrument IDS] [--func SIGNATURE]… [--config FILE] BINARY
+    uranus inspect [--json] [--instrument IDS] [--func SIGNATURE]… [--config FILE] --pid N
 
 DESCRIPTION
     Reads the executable (or the one process N runs, through /proc/N/exe) and
@@ -44,7 +46,14 @@ DESCRIPTION
       equivalent lines for the kernel's tracefs uprobe_events file;
     - every struct-member offset the instrumentor's BPF program receives:
       the constant's name, the Go struct member, its value, and whether it
-      came from uranus's generated offsets table or from the binary's DWARF.
+      came from uranus's generated offsets table or from the binary's DWARF;
+    - with --func or --config, for every function named: whether it can be
+      traced (or why not), the signature used and where it came from, the
+      calling convention, where each argument and result lives under it (a
+      register, such as AX or X0, or a stack slot such as SP+16, counted from
+      the stack pointer at entry, where SP+0 holds the return address), which
+      are recorded and, for those that are not, why; and its probe sites as
+      above.
 
     The uprobe_events lines let you check a probe site by hand:
         echo 'p:mygroup/entry /path/app:0x2b2a20' >> /sys/kernel/tracing/uprobe_events
@@ -61,6 +70,9 @@ OPTIONS
                only these instrumentors (comma-separated, as uranus
                --instrument takes them); default: every one, including those
                off by default.
+    --func SIGNATURE, --config FILE
+               the functions a run with the same options would trace, as
+               uranus --func and --config take them (repeatable).
     --json     print one JSON object instead of text (see JSON OUTPUT).
 
 JSON OUTPUT
@@ -69,7 +81,10 @@ JSON OUTPUT
     every instrumentor with "attaches" (bool) and "reason" (why not), its
     "probes" (symbol, address, section_address, section_offset, file_offset,
     ret_offsets relative to the symbol, uprobe_events) and its "offsets"
-    (const, field, value, present, optional, source).
+    (const, field, value, present, optional, source). With --func,
+    "functions" lists each function named: name, traced, reason, signature,
+    signature_source, abi, params (key, type, where, recorded, why), notes
+    and its probe.
 
 EXIT STATUS
     0  at least one instrumentor will attach
@@ -81,6 +96,7 @@ EXIT STATUS
 EXAMPLES
     uranus inspect ./shop
     uranus inspect --pid 1234
+    uranus inspect --func 'main.parseMe(n int, ok bool, f float32)' ./app
     uranus inspect --json /usr/local/bin/app | jq '.instrumentors[] | {id, attaches, reason}'
 `
 
@@ -112,6 +128,21 @@ type inspectReport struct {
 	// services on this machine ($OTEL_URANUS_PROPAGATION, default auto).
 	Propagation    string `json:"propagation"`
 	PropagationWhy string `json:"propagation_reason"`
+	// Functions are those named with --func or --config.
+	Functions []inspectedFunc `json:"functions,omitempty"`
+}
+
+// inspectedFunc is one function named with --func or --config.
+type inspectedFunc struct {
+	Name      string            `json:"name"`
+	Traced    bool              `json:"traced"`
+	Reason    string            `json:"reason,omitempty"` // why not
+	Signature string            `json:"signature,omitempty"`
+	SigFrom   string            `json:"signature_source,omitempty"` // given, DWARF
+	ABI       string            `json:"abi,omitempty"`
+	Params    []funcs.Placement `json:"params"`
+	Notes     []string          `json:"notes,omitempty"`
+	Probe     *inspectedProbe   `json:"probe,omitempty"`
 }
 
 type inspectedInst struct {
@@ -160,6 +191,8 @@ func inspectMain(args []string, stdout, stderr io.Writer) int {
 	pid := fs.Int("pid", 0, "inspect the executable of process `N`")
 	asJSON := fs.Bool("json", false, "print JSON")
 	only := fs.String("instrument", "", "only these comma-separated instrumentor `IDs`")
+	var specs []funcs.Spec
+	funcFlags(fs, &specs)
 	fs.Usage = func() { fmt.Fprint(stderr, inspectUsage) }
 	// Flags may come after the binary ("uranus inspect ./app --json").
 	var paths []string
@@ -199,12 +232,15 @@ func inspectMain(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
+	if len(specs) > 0 {
+		list = append(list, funcs.New(specs, slog.New(slog.DiscardHandler)))
+	}
 	var rep *inspectReport
 	var err error
 	if *pid != 0 {
-		rep, err = inspectPID(*pid, list, *only != "")
+		rep, err = inspectPID(*pid, list, *only != "", specs)
 	} else {
-		rep, err = inspectFile(paths[0], paths[0], list, *only != "")
+		rep, err = inspectFile(paths[0], paths[0], list, *only != "", specs)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "uranus inspect:", err)
@@ -241,7 +277,7 @@ func inspectMain(args []string, stdout, stderr io.Writer) int {
 // inspectPID inspects what process pid runs. The binary is read through
 // /proc/PID/exe, which works across mount namespaces; uprobe_events lines
 // name the executable's own path when that path reaches the same file here.
-func inspectPID(pid int, list []*instrumentors.Instrumentor, chosen bool) (*inspectReport, error) {
+func inspectPID(pid int, list []*instrumentors.Instrumentor, chosen bool, specs []funcs.Spec) (*inspectReport, error) {
 	p, err := target.Lookup(pid)
 	if err != nil {
 		return nil, fmt.Errorf("--pid %d: %w", pid, err)
@@ -251,7 +287,7 @@ func inspectPID(pid int, list []*instrumentors.Instrumentor, chosen bool) (*insp
 	if syscall.Stat(p.Exe, &st) == nil && uint64(st.Dev) == p.Dev && st.Ino == p.Ino {
 		probePath = p.Exe
 	}
-	rep, err := inspectFile(p.ExePath(), probePath, list, chosen)
+	rep, err := inspectFile(p.ExePath(), probePath, list, chosen, specs)
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +298,7 @@ func inspectPID(pid int, list []*instrumentors.Instrumentor, chosen bool) (*insp
 // inspectFile analyses the binary at readPath for the instrumentors in list;
 // probePath is the path the uprobe_events lines name. chosen means list was
 // named with --instrument, so off-by-default ones count as attaching too.
-func inspectFile(readPath, probePath string, list []*instrumentors.Instrumentor, chosen bool) (*inspectReport, error) {
+func inspectFile(readPath, probePath string, list []*instrumentors.Instrumentor, chosen bool, specs []funcs.Spec) (*inspectReport, error) {
 	if st, err := os.Stat(readPath); err == nil && st.IsDir() {
 		return nil, fmt.Errorf("%s is a directory: name the executable file", readPath)
 	}
@@ -333,7 +369,54 @@ func inspectFile(readPath, probePath string, list []*instrumentors.Instrumentor,
 		}
 		rep.Instrumentors = append(rep.Instrumentors, in)
 	}
+	rep.Functions = inspectFuncs(bin, specs, rep.Instrumentors)
 	return rep, nil
+}
+
+// inspectFuncs plans specs as a run would, for the report: each function's
+// placements under its calling convention, and its probe from the func
+// instrumentor's plan.
+func inspectFuncs(bin *binary.File, specs []funcs.Spec, insts []inspectedInst) []inspectedFunc {
+	if len(specs) == 0 {
+		return nil
+	}
+	probes := map[string]inspectedProbe{}
+	for _, in := range insts {
+		if in.ID == funcs.ID {
+			for _, p := range in.Probes {
+				probes[p.Symbol] = p
+			}
+		}
+	}
+	planned, errs := funcs.Plan(bin, specs)
+	byName := map[string]inspectedFunc{}
+	for _, f := range planned {
+		out := inspectedFunc{Name: f.Name, Traced: true, Signature: f.Sig, SigFrom: f.SigFrom,
+			ABI: f.Conv.Name, Params: f.Params, Notes: f.Notes}
+		if p, ok := probes[f.Name]; ok {
+			out.Probe = &p
+		}
+		if out.Params == nil {
+			out.Params = []funcs.Placement{}
+		}
+		byName[f.Name] = out
+	}
+	for _, err := range errs {
+		var fe *funcs.FuncError
+		if errors.As(err, &fe) {
+			if _, ok := byName[fe.Func]; !ok {
+				byName[fe.Func] = inspectedFunc{Name: fe.Func, Reason: fe.Err.Error(), Params: []funcs.Placement{}}
+			}
+		}
+	}
+	var out []inspectedFunc
+	for _, s := range specs {
+		if f, ok := byName[s.Name]; ok {
+			out = append(out, f)
+			delete(byName, s.Name)
+		}
+	}
+	return out
 }
 
 func inspectProbe(pp attach.PlannedProbe, path string) inspectedProbe {
@@ -434,7 +517,12 @@ func writeInspectText(w io.Writer, r *inspectReport) {
 	if !r.Go {
 		row("Go", "no: not built by Go (no Go build information)")
 		row("architecture", r.Arch)
-		fmt.Fprintf(w, "\nnot a Go program: uranus instruments Go programs only, so nothing will be attached.\n")
+		if len(r.Functions) == 0 {
+			fmt.Fprintf(w, "\nnot a Go program: uranus instruments Go programs, and C functions named with --func; nothing will be attached.\n")
+			return
+		}
+		writeFuncsText(w, r.Functions)
+		fmt.Fprintf(w, "\n%d of %d instrumentors will attach.\n", r.WillAttach, len(r.Instrumentors))
 		return
 	}
 	row("Go", r.GoVersion)
@@ -492,8 +580,12 @@ func writeInspectText(w io.Writer, r *inspectReport) {
 		default:
 			fmt.Fprintln(w, "  will attach")
 		}
-		for _, p := range in.Probes {
-			writeProbeText(w, p)
+		if in.ID == funcs.ID && len(r.Functions) > 0 {
+			fmt.Fprintln(w, "  (its functions are shown below)")
+		} else {
+			for _, p := range in.Probes {
+				writeProbeText(w, p)
+			}
 		}
 		if len(in.Offsets) > 0 {
 			fmt.Fprintf(w, "  struct offsets in bytes (from the %s)\n", in.OffsetsFrom)
@@ -503,7 +595,56 @@ func writeInspectText(w io.Writer, r *inspectReport) {
 			fmt.Fprintf(w, "  WARNING: cannot report %s\n", u)
 		}
 	}
+	writeFuncsText(w, r.Functions)
 	fmt.Fprintf(w, "\n%d of %d instrumentors will attach.\n", r.WillAttach, len(r.Instrumentors))
+}
+
+// writeFuncsText shows each function named with --func or --config: where
+// its arguments and results live, and its probe sites.
+func writeFuncsText(w io.Writer, fns []inspectedFunc) {
+	if len(fns) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nfunctions named with --func or --config")
+	for _, f := range fns {
+		if !f.Traced {
+			fmt.Fprintf(w, "  %s\n    will not be traced: %s\n", f.Name, f.Reason)
+			continue
+		}
+		if f.Probe != nil {
+			writeProbeText(w, *f.Probe)
+		} else {
+			fmt.Fprintf(w, "  %s\n", f.Name)
+		}
+		fmt.Fprintf(w, "    convention      %s\n", f.ABI)
+		if f.Signature != "" {
+			fmt.Fprintf(w, "    signature       %s (%s)\n", f.Signature, sigSource(f.SigFrom))
+		}
+		if len(f.Params) > 0 {
+			fmt.Fprintln(w, "    where each value is (arguments at entry, results at each RET; SP+0 holds the return address)")
+			kw, tw, ww := 0, 0, 0
+			for _, p := range f.Params {
+				kw, tw, ww = max(kw, len(p.Key)), max(tw, len(p.Type)), max(ww, len(p.Where))
+			}
+			for _, p := range f.Params {
+				what := "recorded"
+				if !p.Recorded {
+					what = "not recorded: " + p.Why
+				}
+				fmt.Fprintf(w, "      %-*s  %-*s  %-*s  %s\n", kw, p.Key, tw, p.Type, ww, p.Where, what)
+			}
+		}
+		for _, n := range f.Notes {
+			fmt.Fprintf(w, "    note: %s\n", n)
+		}
+	}
+}
+
+func sigSource(from string) string {
+	if from == "given" {
+		return "as given, checked against DWARF when the binary has it"
+	}
+	return "from " + from
 }
 
 func writeOffsetRows(w io.Writer, rows []inspectedOffset) {

@@ -483,3 +483,89 @@ func uprobeHits(t *testing.T, tracefs, path string) map[string]int {
 	}
 	return hits
 }
+
+// TestInspectFunc: inspect --func says where each argument and result of a
+// function lives under its binary's calling convention (issue 12, point 5):
+// parseMe(int, bool, float32) at SP+8, SP+16, SP+20 under Go's stack ABI
+// and in AX, BX, X0 under the register ABI, where the float cannot be read.
+func TestInspectFunc(t *testing.T) {
+	type place struct{ where, recorded string }
+	for _, c := range []struct {
+		version string
+		want    map[string]place // key → where, "yes" or a word of why not
+	}{
+		{"1.16.15", map[string]place{
+			"arg.a": {"SP+8", "yes"}, "arg.b": {"SP+16", "yes"}, "arg.f": {"SP+20", "yes"},
+			"result.0": {"SP+24", "yes"}, "result.1": {"SP+32", "yes"}, "result.2": {"SP+40", "yes"},
+		}},
+		{"1.27.4", map[string]place{
+			"arg.a": {"AX", "yes"}, "arg.b": {"BX", "yes"}, "arg.f": {"X0", "integer registers"},
+			"result.0": {"AX", "yes"}, "result.1": {"BX", "yes"}, "result.2": {"CX, DI", "yes"},
+		}},
+	} {
+		t.Run(c.version, func(t *testing.T) {
+			path, err := testapp.Build("funcs", c.version, testapp.Options{}, t.Logf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"--instrument", "http-server",
+				"--func", "main.parseMe(a int, b bool, f float32) (int64, int32, string)",
+				"--func", "main.noSuchFunction", path}
+			rep := inspectJSON(t, args...)
+			if len(rep.Functions) != 2 {
+				t.Fatalf("want 2 functions, got %+v", rep.Functions)
+			}
+			f, missing := rep.Functions[0], rep.Functions[1]
+			if !f.Traced || f.Name != "main.parseMe" || f.SigFrom != "given" || len(f.Params) != len(c.want) {
+				t.Fatalf("parseMe: %+v", f)
+			}
+			for _, p := range f.Params {
+				w := c.want[p.Key]
+				got := "yes"
+				if !p.Recorded {
+					got = p.Why
+				}
+				if p.Where != w.where || !strings.Contains(got, w.recorded) {
+					t.Errorf("%s: %s, recorded %q; want %s, %q", p.Key, p.Where, got, w.where, w.recorded)
+				}
+			}
+			if f.Probe == nil || !f.Probe.Found || len(f.Probe.RetOffsets) == 0 || len(f.Probe.UprobeEvents) != 1+len(f.Probe.RetOffsets) {
+				t.Errorf("parseMe's probe: %+v", f.Probe)
+			} else {
+				checkAgainstELF(t, path, *f.Probe, false)
+			}
+			if missing.Traced || !strings.Contains(missing.Reason, "not found") {
+				t.Errorf("main.noSuchFunction: %+v", missing)
+			}
+			text, code := runInspect(t, args...)
+			if code != 0 || !strings.Contains(text, "arg.f     float32  "+c.want["arg.f"].where) {
+				t.Errorf("exit %d, text:\n%s", code, text)
+			}
+		})
+	}
+	t.Run("C", func(t *testing.T) {
+		if _, err := exec.LookPath("gcc"); err != nil && os.Getenv("CI") != "true" {
+			t.Skip("skipping: no gcc to build a C program")
+		}
+		dir := t.TempDir()
+		src := filepath.Join(dir, "calc.c")
+		os.WriteFile(src, []byte("__attribute__((noinline)) long calc(int a, long b, double x) { return a + b + (long)x; }\n"+
+			"int main(int argc, char **argv) { return (int)calc(argc, 2, 1.5); }\n"), 0o644)
+		bin := filepath.Join(dir, "calc")
+		if b, err := exec.Command("gcc", "-O1", "-o", bin, src).CombinedOutput(); err != nil {
+			t.Fatalf("gcc: %v\n%s", err, b)
+		}
+		rep := inspectJSON(t, "--func", "calc(a int32, b int64, x float64) int64", bin)
+		if len(rep.Functions) != 1 || !rep.Functions[0].Traced || rep.WillAttach != 1 {
+			t.Fatalf("%+v", rep)
+		}
+		var got []string
+		for _, p := range rep.Functions[0].Params {
+			got = append(got, fmt.Sprintf("%s=%s/%v", p.Key, p.Where, p.Recorded))
+		}
+		want := "arg.a=DI/true arg.b=SI/true arg.x=XMM0/false result.0=AX/true"
+		if strings.Join(got, " ") != want {
+			t.Errorf("got %s, want %s", strings.Join(got, " "), want)
+		}
+	})
+}

@@ -73,21 +73,27 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	})
 	fs.BoolVar(&c.keepQuery, "keep-query-values", false, "keep query-string values in url.full (by default each value is replaced with REDACTED)")
 	fs.Func("tls-capture-bytes", "export the first `N` bytes of each TLS Read and Write as events of the span they happen in (0: off; turns the tls-tap instrumentor on; exposes plaintext: see the README)", gotls.SetCaptureBytes)
+	funcFlags(fs, &c.funcs)
+}
+
+// funcFlags declares --func and --config, which run and inspect share:
+// each appends the functions it names to specs.
+func funcFlags(fs *flag.FlagSet, specs *[]funcs.Spec) {
 	fs.Func("func", "trace this function: a span per call with its arguments and results; a `SIGNATURE` in Go syntax, "+
 		"e.g. 'main.Divide(a int, b int) (q int, r int)', or only the name to read it from DWARF (repeatable; see the README)", func(s string) error {
 		spec, err := funcs.ParseFunc(s)
 		if err != nil {
 			return err
 		}
-		c.funcs = append(c.funcs, spec)
+		*specs = append(*specs, spec)
 		return nil
 	})
 	fs.Func("config", "trace the functions listed in this YAML or JSON `FILE` (as --func; see the README)", func(path string) error {
-		specs, err := funcs.LoadConfig(path)
+		list, err := funcs.LoadConfig(path)
 		if err != nil {
 			return err
 		}
-		c.funcs = append(c.funcs, specs...)
+		*specs = append(*specs, list...)
 		return nil
 	})
 }

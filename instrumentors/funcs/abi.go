@@ -1,6 +1,9 @@
 package funcs
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Location is where one argument is at entry, or one result at return.
 type Location struct {
@@ -11,6 +14,19 @@ type Location struct {
 	// SP+8 at entry and at every RET (the return address is at SP).
 	Stack  bool
 	Offset int64
+}
+
+// String spells where the value is: its registers ("AX, BX" for a string's
+// pointer and length) or its stack slot relative to SP at entry ("SP+16").
+func (l Location) String() string {
+	if l.Stack || len(l.Regs) == 0 {
+		return fmt.Sprintf("SP+%d", 8+l.Offset)
+	}
+	names := make([]string, len(l.Regs))
+	for i, r := range l.Regs {
+		names[i] = r.Name
+	}
+	return strings.Join(names, ", ")
 }
 
 // Reg is a register, by its assembly name: "AX", "R8"; floating-point

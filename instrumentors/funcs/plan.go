@@ -45,6 +45,9 @@ type Func struct {
 	SigFrom string
 	Conv    *Convention
 	Values  []Value
+	// Params says where each parameter and result of the signature lives
+	// under Conv, and whether it is recorded (for uranus inspect).
+	Params []Placement
 	// Unreadable lists what could not be recorded on any call (a float in a
 	// register), for an attribute on each span.
 	Unreadable []string
@@ -60,6 +63,16 @@ type Value struct {
 	Slot   int  // in vals, or in str when Str
 	Str    bool // a string, []byte or C string
 	Result bool
+}
+
+// Placement is one parameter or result: where the calling convention puts
+// it, and why it is not recorded when it is not.
+type Placement struct {
+	Key      string `json:"key"` // "arg.dividend", "result.0"
+	Type     string `json:"type"`
+	Where    string `json:"where"` // "AX", "AX, BX" (one register a word), "SP+16", "X0"
+	Recorded bool   `json:"recorded"`
+	Why      string `json:"why,omitempty"` // when not recorded
 }
 
 // FuncError is a function that cannot be traced in a binary.
@@ -409,15 +422,19 @@ func (pf *Func) compile(params []param, fields []string) error {
 			prefix = "result."
 		}
 		key := prefix + p.name
+		place := Placement{Key: key, Type: p.typ.Name, Where: locs[i].String()}
 		if !p.typ.recordable() {
 			hint := ""
 			if p.typ.Kind == KindStruct || p.typ.Kind == KindPointer {
 				hint = fmt.Sprintf("; name its fields to record them, e.g. {%s.%s}", p.name, firstField(p.typ))
 			}
-			pf.Notes = append(pf.Notes, fmt.Sprintf("%s (%s) not recorded: %s%s", key, p.typ.Name, whatIsRecorded, hint))
-			continue
+			place.Why = whatIsRecorded + hint
+			pf.Notes = append(pf.Notes, fmt.Sprintf("%s (%s) not recorded: %s", key, p.typ.Name, place.Why))
+		} else {
+			place.Why = pf.add(key, p.typ, locs[i], p.result)
+			place.Recorded = place.Why == ""
 		}
-		pf.add(key, p.typ, locs[i], p.result)
+		pf.Params = append(pf.Params, place)
 	}
 	for _, path := range fields {
 		parts := strings.Split(path, ".")
@@ -485,10 +502,10 @@ func (pf *Func) slot(key string, str bool) (int, bool) {
 }
 
 // add records a whole parameter or result from its location.
-func (pf *Func) add(key string, t *Type, loc Location, result bool) {
+func (pf *Func) add(key string, t *Type, loc Location, result bool) (notRecorded string) {
 	if len(loc.Regs) > 0 && loc.Regs[0].Float {
 		pf.Unreadable = append(pf.Unreadable, fmt.Sprintf("%s (%s in %s)", key, t.Name, loc.Regs[0].Name))
-		return
+		return floatRegsNote
 	}
 	f := bpf.FuncsFetch{AtReturn: boolByte(result)}
 	str := false
@@ -514,17 +531,18 @@ func (pf *Func) add(key string, t *Type, loc Location, result bool) {
 	} else if t.Kind == KindInterface {
 		f.Size = 8
 	}
-	pf.push(key, t, f, str, result)
+	return pf.push(key, t, f, str, result)
 }
 
-func (pf *Func) push(key string, t *Type, f bpf.FuncsFetch, str, result bool) {
+func (pf *Func) push(key string, t *Type, f bpf.FuncsFetch, str, result bool) (notRecorded string) {
 	slot, ok := pf.slot(key, str)
 	if !ok {
-		return
+		return fmt.Sprintf("a span records at most %d values, %d of them strings", maxFetch, maxStrs)
 	}
 	f.Slot = uint8(slot)
 	pf.spec.Fetch[len(pf.Values)] = f
 	pf.Values = append(pf.Values, Value{Key: key, Type: t, Slot: slot, Str: str, Result: result})
+	return ""
 }
 
 // addPath records a value reached from a parameter by field names: through
