@@ -54,12 +54,18 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("configuration %s did not run", want)
 		}
 	}
-	if u := res.of(cfgUranus)[0]; u != nil {
-		if u.Sent == 0 || u.SinkSpans != uint64(u.Sent) {
-			t.Errorf("uranus: the sink received %d spans for %d requests (events lost: %d)", u.SinkSpans, u.Sent, u.Lost)
+	for _, cfg := range []string{cfgUranus, cfgUranusExe} {
+		if len(res.of(cfg)) == 0 {
+			t.Errorf("configuration %s did not run", cfg)
+			continue
 		}
-		if !u.HitsKnown || u.Hits == 0 {
-			t.Errorf("uranus reported no probe hits")
+		if u := res.of(cfg)[0]; u != nil {
+			if u.Sent == 0 || u.SinkSpans != uint64(u.Sent) {
+				t.Errorf("%s: the sink received %d spans for %d requests (events lost: %d)", cfg, u.SinkSpans, u.Sent, u.Lost)
+			}
+			if !u.HitsKnown || u.Hits == 0 {
+				t.Errorf("%s reported no probe hits", cfg)
+			}
 		}
 	}
 	if f := res.of(cfgFloor)[0]; f != nil && (!f.HitsKnown || f.Hits == 0) {

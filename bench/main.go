@@ -65,23 +65,28 @@ const (
 	cfgOTelHTTP = "otelhttp"
 	cfgOTelAuto = "otel-auto"
 	cfgUranusB  = "uranus-b"
+	// uranus started with --exe on the server's file: probes on the
+	// executable, for every process of it, instead of --pid's per-process
+	// probes. It must cost no more per request.
+	cfgUranusExe = "uranus-exe"
 	// The server calls a downstream once per request: the cost of trace
 	// context on the wire is uranus-call-wire against uranus-call.
 	cfgCall     = "uranus-call"
 	cfgCallWire = "uranus-call-wire"
 )
 
-var allConfigs = []string{cfgBaseline, cfgFloor, cfgUranus, cfgUranusB, cfgOTelHTTP, cfgOTelAuto, cfgCall, cfgCallWire}
+var allConfigs = []string{cfgBaseline, cfgFloor, cfgUranus, cfgUranusExe, cfgUranusB, cfgOTelHTTP, cfgOTelAuto, cfgCall, cfgCallWire}
 
 var configDoc = map[string]string{
-	cfgBaseline: "uninstrumented",
-	cfgFloor:    "no-op BPF at entry + every RET of " + probedFunc,
-	cfgUranus:   "uranus sidecar, OTLP/HTTP to the sink",
-	cfgOTelHTTP: "otelhttp + OTel SDK in-process, OTLP/HTTP to the sink",
-	cfgOTelAuto: "go.opentelemetry.io/auto sidecar, OTLP/HTTP to the sink",
-	cfgUranusB:  "a second uranus binary (-uranus-b), measured like uranus",
-	cfgCall:     "the server GETs a downstream (the harness) once per request; uranus with --propagation off",
-	cfgCallWire: "as uranus-call, with --propagation network: traceparent inserted into each downstream request at the socket",
+	cfgBaseline:  "uninstrumented",
+	cfgFloor:     "no-op BPF at entry + every RET of " + probedFunc,
+	cfgUranus:    "uranus sidecar, OTLP/HTTP to the sink",
+	cfgOTelHTTP:  "otelhttp + OTel SDK in-process, OTLP/HTTP to the sink",
+	cfgOTelAuto:  "go.opentelemetry.io/auto sidecar, OTLP/HTTP to the sink",
+	cfgUranusB:   "a second uranus binary (-uranus-b), measured like uranus",
+	cfgUranusExe: "as uranus, started with --exe on the server's file (probes on the file) instead of --pid",
+	cfgCall:      "the server GETs a downstream (the harness) once per request; uranus with --propagation off",
+	cfgCallWire:  "as uranus-call, with --propagation network: traceparent inserted into each downstream request at the socket",
 }
 
 type options struct {

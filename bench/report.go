@@ -295,6 +295,16 @@ func (rs *results) report(w io.Writer) {
 			cfgCallWire, cfgCall, fmtOpt(ratio, ok, "%.2f"), wireUS, offUS)
 	}
 
+	if len(rs.of(cfgUranusExe)) > 0 && len(rs.of(cfgUranus)) > 0 {
+		ratio, ok := rs.perRound(cfgUranusExe, cfgUranus, func(c, b *result) (float64, bool) { return c.satRPS() / b.satRPS(), true })
+		exeRuns, exeUS := rs.bpfPerRequest(cfgUranusExe)
+		pidRuns, pidUS := rs.bpfPerRequest(cfgUranus)
+		fmt.Fprintf(w, "\nProbes on the file (%s against %s, --pid): req/s at saturation %s×, probe hits/req %s against %s, "+
+			"BPF runs/req %s against %s, BPF µs/req %s against %s.\n",
+			cfgUranusExe, cfgUranus, fmtOpt(ratio, ok, "%.2f"), rs.hitsPerRequest(cfgUranusExe), rs.hitsPerRequest(cfgUranus),
+			exeRuns, pidRuns, exeUS, pidUS)
+	}
+
 	for _, cfg := range []string{cfgUranus, cfgUranusB} {
 		vs := rs.verdicts(cfg)
 		if len(vs) == 0 {

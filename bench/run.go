@@ -248,12 +248,16 @@ func (h *harness) measure(cfg string, round int) (res *result, err error) {
 		if cfg == cfgUranusB {
 			bin = o.UranusB
 		}
-		if err := h.startUranus(&inst, bin, pid); err != nil {
+		if err := h.startUranus(&inst, bin, "--pid", strconv.Itoa(pid)); err != nil {
+			return nil, err
+		}
+	case cfgUranusExe:
+		if err := h.startUranus(&inst, h.uranus, "--exe", h.server); err != nil {
 			return nil, err
 		}
 	case cfgCall, cfgCallWire:
 		prop := map[string]string{cfgCall: "off", cfgCallWire: "network"}[cfg]
-		if err := h.startUranus(&inst, h.uranus, pid, "--propagation", prop); err != nil {
+		if err := h.startUranus(&inst, h.uranus, "--pid", strconv.Itoa(pid), "--propagation", prop); err != nil {
 			return nil, err
 		}
 	case cfgOTelAuto:
@@ -410,11 +414,12 @@ func (h *harness) otlpEnv() []string {
 	}
 }
 
-// startUranus runs the uranus binary against pid on the load CPU and waits
-// until it has attached. Running it as its own process, as users do, lets
-// the kernel account its CPU and memory separately from the harness.
-func (h *harness) startUranus(inst *instrumentation, bin string, pid int, extra ...string) error {
-	c, err := startChild("uranus", bin, append([]string{"--pid", strconv.Itoa(pid)}, extra...), h.otlpEnv(), h.o.LoadCPU)
+// startUranus runs the uranus binary with args (which name the server, by
+// --pid or --exe) on the load CPU and waits until it has attached. Running
+// it as its own process, as users do, lets the kernel account its CPU and
+// memory separately from the harness.
+func (h *harness) startUranus(inst *instrumentation, bin string, args ...string) error {
+	c, err := startChild("uranus", bin, args, h.otlpEnv(), h.o.LoadCPU)
 	if err != nil {
 		return err
 	}
