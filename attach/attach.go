@@ -20,6 +20,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+	ebpffeatures "github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 	"go.opentelemetry.io/otel/trace"
@@ -75,6 +76,9 @@ type Attacher struct {
 	propagation Propagation
 	propWhy     string
 	wire        *wire // the socket programs, when propagation is network
+	// multi: the kernel has uprobe_multi links (Linux 6.6), which put all
+	// of a program's sites on a file in one link (see attachSites).
+	multi bool
 
 	nextSource atomic.Uint32
 	sources    sync.Map // uint32 → *source
@@ -186,6 +190,7 @@ func New(opts Options) (*Attacher, error) {
 		propagation: prop,
 		propWhy:     why,
 		wire:        w,
+		multi:       ebpffeatures.HaveBPFLinkUprobeMulti() == nil && os.Getenv("URANUS_NO_UPROBE_MULTI") == "",
 	}
 	a.pidns.dev, a.pidns.ino = target.PIDNamespace()
 	return a, nil
@@ -218,6 +223,17 @@ func (a *Attacher) Run(ctx context.Context) error {
 	if a.opts.ByFile {
 		go a.reap(ctx)
 	}
+	// A cancelled ctx wakes the reader at once, not at its poll deadline
+	// (up to a second when idle): uranus's exit waits for it.
+	readDone := make(chan struct{})
+	defer close(readDone)
+	go func() {
+		select {
+		case <-ctx.Done():
+			a.reader.Flush()
+		case <-readDone:
+		}
+	}()
 	var rec ringbuf.Record
 	hdrSize := int(unsafe.Sizeof(eventHeader{}))
 	stopping := false
@@ -233,6 +249,7 @@ func (a *Attacher) Run(ctx context.Context) error {
 			switch {
 			case errors.Is(err, ringbuf.ErrFlushed):
 				a.releaseDrains() // every record queued before the flush is handled
+				stopping = stopping || ctx.Err() != nil
 				continue
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				a.releaseDrains() // the ring was found empty

@@ -56,6 +56,10 @@ type Instrumentor struct {
 	// call is not lost, and spans it parented still find their parent.
 	InFlight     string
 	InFlightKind trace.SpanKind
+	// InFlightConvert, when set, names and fills such a span from the
+	// in-flight map's value (what was read at entry); without it the span
+	// is named "ID call in flight".
+	InFlightConvert func(value []byte, span *otel.Span, t Target) error
 	// Stats names the instrumentor-specific counters STAT_EXTRA to
 	// STAT_EXTRA4, when it uses them.
 	Stats [4]string
