@@ -682,10 +682,11 @@ func TestOtherNamespaceOutOfScope(t *testing.T) {
 }
 
 // TestSIGTERMWithCallsInFlight stops uranus while 10 requests are inside
-// their handlers: each becomes a span marked uranus.incomplete=true, the
-// exit log counts them, and the requests themselves complete. Then the same
-// with the target killed mid-request while uranus runs on. Stack and
-// register ABI.
+// their handlers, in time.Sleep (traced with --func): each request and each
+// sleep becomes a span marked uranus.incomplete=true, the sleep's the child
+// of its request's, the exit log counts them, and the requests themselves
+// complete. Then the same with the target killed mid-request while uranus
+// runs on. Stack and register ABI.
 func TestSIGTERMWithCallsInFlight(t *testing.T) {
 	e2e.RequireBPF(t)
 	for _, v := range []string{"1.16.15", "1.27.4"} {
@@ -703,7 +704,7 @@ func TestSIGTERMWithCallsInFlight(t *testing.T) {
 					t.Fatal(err)
 				}
 				target := e2e.Start(t, bin)
-				s := startUranus(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + endpoint}, "--exe", bin)
+				s := startUranus(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + endpoint}, "--exe", bin, "--func", "time.Sleep")
 				s.waitFor(t, "msg=attached", fmt.Sprintf("pid=%d", target.Cmd.Process.Pid))
 				get(t, "http://"+target.Addr+"/hello")
 				get(t, "http://"+target.Addr+"/hello")
@@ -711,7 +712,7 @@ func TestSIGTERMWithCallsInFlight(t *testing.T) {
 				done := make(chan error, inFlight)
 				for i := 0; i < inFlight; i++ {
 					go func() {
-						resp, err := http.Get("http://" + target.Addr + "/sleep/3000")
+						resp, err := http.Get("http://" + target.Addr + "/sleep/6000")
 						if err == nil {
 							_, err = io.ReadAll(resp.Body)
 							resp.Body.Close()
@@ -719,7 +720,10 @@ func TestSIGTERMWithCallsInFlight(t *testing.T) {
 						done <- err
 					}()
 				}
-				time.Sleep(time.Second) // inside their handlers
+				// Inside their handlers. uranus removes its probes about
+				// 1.5 s after SIGTERM here, well before the 6 s sleeps
+				// return: their returns are not seen.
+				time.Sleep(time.Second)
 				if killTarget {
 					target.Cmd.Process.Kill()
 					target.Cmd.Wait()
@@ -731,28 +735,43 @@ func TestSIGTERMWithCallsInFlight(t *testing.T) {
 						t.Errorf("request in flight while uranus stopped: %v", err)
 					}
 				}
-				var complete, incomplete int
+				var complete int
+				servers := map[string]bool{} // span IDs of the incomplete requests
+				var sleeps []*tracepb.Span
 				for _, rs := range c.got() {
-					if spanAttr(rs.span, "uranus.incomplete") == "true" {
-						incomplete++
-						if rs.span.Kind != tracepb.Span_SPAN_KIND_SERVER || rs.span.EndTimeUnixNano <= rs.span.StartTimeUnixNano || rs.span.Status.GetCode() != tracepb.Status_STATUS_CODE_UNSET {
-							t.Errorf("incomplete span %q: kind %v, %d → %d, status %v", rs.span.Name, rs.span.Kind, rs.span.StartTimeUnixNano, rs.span.EndTimeUnixNano, rs.span.Status)
-						}
+					sp := rs.span
+					if spanAttr(sp, "uranus.incomplete") != "true" {
+						complete++
 						continue
 					}
-					complete++
+					if sp.EndTimeUnixNano <= sp.StartTimeUnixNano || sp.Status.GetCode() != tracepb.Status_STATUS_CODE_UNSET {
+						t.Errorf("incomplete span %q: %d → %d, status %v", sp.Name, sp.StartTimeUnixNano, sp.EndTimeUnixNano, sp.Status)
+					}
+					switch {
+					case sp.Kind == tracepb.Span_SPAN_KIND_SERVER:
+						servers[string(sp.SpanId)] = true
+					case sp.Kind == tracepb.Span_SPAN_KIND_INTERNAL && sp.Name == "time.Sleep" && spanAttr(sp, "code.function.name") == "time.Sleep":
+						sleeps = append(sleeps, sp)
+					default:
+						t.Errorf("incomplete span %q of kind %v", sp.Name, sp.Kind)
+					}
 				}
-				if complete != 2 || incomplete != inFlight {
-					t.Errorf("%d complete and %d incomplete spans, want 2 and %d", complete, incomplete, inFlight)
+				if complete != 2 || len(servers) != inFlight || len(sleeps) != inFlight {
+					t.Errorf("%d complete spans, %d incomplete requests and %d incomplete sleeps; want 2, %d and %d", complete, len(servers), len(sleeps), inFlight, inFlight)
+				}
+				for _, sp := range sleeps {
+					if !servers[string(sp.ParentSpanId)] {
+						t.Errorf("incomplete time.Sleep span's parent %x is none of the incomplete requests", sp.ParentSpanId)
+					}
 				}
 				line := s.waitForLogged(t, "calls in flight")
-				if logValue(line, "calls") != fmt.Sprint(inFlight) {
-					t.Errorf("exit log: %s; want calls=%d", line, inFlight)
+				if logValue(line, "calls") != fmt.Sprint(2*inFlight) {
+					t.Errorf("exit log: %s; want calls=%d", line, 2*inFlight)
 				}
 				// Every entry is a span, complete or not: the counters add up.
 				final := s.waitForLogged(t, "final counters")
-				if hits := logValue(final, "probe_hits"); hits != fmt.Sprint(2*2+inFlight) {
-					t.Errorf("final counters: %s; want probe_hits=%d (2 finished requests × entry and return, %d entries)", final, 2*2+inFlight, inFlight)
+				if hits := logValue(final, "probe_hits"); hits != fmt.Sprint(2*2+2*inFlight) {
+					t.Errorf("final counters: %s; want probe_hits=%d (2 finished requests × entry and return, %d entries of requests and of sleeps)", final, 2*2+2*inFlight, inFlight)
 				}
 			})
 		}

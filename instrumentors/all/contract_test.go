@@ -19,6 +19,7 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	version "github.com/hashicorp/go-version"
 
 	ubinary "github.com/uranus-otel/uranus/binary"
@@ -316,16 +317,16 @@ func (sh *shared) problems(in *instrumentors.Instrumentor, dynamic *instrumentor
 	if writesEvents {
 		constant("attach tags records through", "source_id")
 	}
-	// A call in flight at exit is read back as an event header keyed by
-	// goroutine (attach.flushInFlight).
+	// A call in flight at exit is read back as a value that starts with
+	// an event header (attach.flushInFlight), under any key.
 	if in.InFlight != "" {
 		m := spec.Maps[in.InFlight]
 		switch {
 		case m == nil:
 			report("InFlight names map %s, which the C does not declare", in.InFlight)
-		case m.KeySize != 8 || m.ValueSize < sh.headerSize:
-			report("InFlight map %s has %d-byte keys and %d-byte values; attach reads u64 goroutine keys and values that start with struct event_header (%d bytes)",
-				in.InFlight, m.KeySize, m.ValueSize, sh.headerSize)
+		case m.ValueSize < sh.headerSize || !startsWithHeader(m.Value):
+			report("InFlight map %s's values do not start with struct event_header, which attach reads from them",
+				in.InFlight)
 		}
 	}
 	if m := spec.Maps["goroutine_spans"]; m != nil {
@@ -524,6 +525,11 @@ func TestContractCatchesMistakes(t *testing.T) {
 			"http-client: attach tags records through source_id, which the C does not declare",
 		},
 	}, {
+		name: "in-flight map whose values hold no event header",
+		list: []*instrumentors.Instrumentor{edit(funcs.New(nil, quiet), func(c *instrumentors.Instrumentor) { c.InFlight = "thread_depths" })},
+		dyn:  &instrumentors.Dynamic{Probes: []instrumentors.Probe{{Symbol: "main.f", Entry: "func_entry", Return: "func_return"}}},
+		want: []string{"func: InFlight map thread_depths's values do not start with struct event_header"},
+	}, {
 		name: "Dynamic's constants and map entries",
 		list: []*instrumentors.Instrumentor{funcs.New(nil, quiet)},
 		dyn: &instrumentors.Dynamic{
@@ -561,4 +567,15 @@ func TestContractCatchesMistakes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startsWithHeader tells whether a map's value type (from the object's BTF)
+// is a struct whose first member is a struct event_header.
+func startsWithHeader(t btf.Type) bool {
+	st, ok := btf.UnderlyingType(t).(*btf.Struct)
+	if !ok || len(st.Members) == 0 || st.Members[0].Offset != 0 {
+		return false
+	}
+	h, ok := btf.UnderlyingType(st.Members[0].Type).(*btf.Struct)
+	return ok && h.Name == "event_header"
 }

@@ -50,7 +50,12 @@ func New(specs []Spec, log *slog.Logger) *instrumentors.Instrumentor {
 		Spec:    bpf.LoadFuncs,
 		Dynamic: tr.plan,
 		Convert: convert,
-		NonGo:   true,
+		// A call still in flight when its process or uranus exits is a
+		// span too, with the arguments read at entry.
+		InFlight:        "frames",
+		InFlightKind:    trace.SpanKindInternal,
+		InFlightConvert: convertInFlight,
+		NonGo:           true,
 		Stats: [4]string{
 			"calls not traced: 32 traced calls already in flight in the goroutine",
 			"calls whose return was never seen (a panic unwound them)",
@@ -126,6 +131,30 @@ func convert(record []byte, s *otel.Span, t instrumentors.Target) error {
 	}
 	if len(f.Unreadable) > 0 {
 		s.Attrs = append(s.Attrs, attribute.StringSlice("uranus.not_recorded", f.Unreadable))
+	}
+	return nil
+}
+
+type frame = bpf.FuncsFrame
+
+// convertInFlight names the span of a call that never returned and records
+// what its entry read: the arguments (results were never read).
+func convertInFlight(value []byte, s *otel.Span, t instrumentors.Target) error {
+	if len(value) < int(unsafe.Sizeof(frame{})) {
+		return fmt.Errorf("func frame of %d bytes, want %d", len(value), unsafe.Sizeof(frame{}))
+	}
+	fr := (*frame)(unsafe.Pointer(&value[0]))
+	st, _ := t.State().(*targetState)
+	if st == nil || int(fr.Func) >= len(st.funcs) {
+		return fmt.Errorf("func frame for function %d, which this target does not trace", fr.Func)
+	}
+	f := st.funcs[fr.Func]
+	s.Name = f.Name
+	s.Attrs = append(s.Attrs, semconv.CodeFunctionName(f.Name))
+	for _, v := range f.Values {
+		if !v.Result {
+			s.Attrs = v.attrs(&fr.V, t, s.Attrs)
+		}
 	}
 	return nil
 }
