@@ -20,7 +20,7 @@ type Location struct {
 // pointer and length) or its stack slot relative to SP at entry ("SP+16").
 func (l Location) String() string {
 	if l.Stack || len(l.Regs) == 0 {
-		return fmt.Sprintf("SP+%d", 8+l.Offset)
+		return fmt.Sprintf("SP+%d", l.spOffset())
 	}
 	names := make([]string, len(l.Regs))
 	for i, r := range l.Regs {
@@ -28,6 +28,10 @@ func (l Location) String() string {
 	}
 	return strings.Join(names, ", ")
 }
+
+// spOffset is a stack value's offset from SP at entry and at every RET,
+// where SP+0 holds the return address.
+func (l Location) spOffset() int64 { return 8 + l.Offset }
 
 // Reg is a register, by its assembly name: "AX", "R8"; floating-point
 // registers are "X0"… (Go's spelling) or "XMM0"… (C's).

@@ -523,7 +523,7 @@ func (pf *Func) add(key string, t *Type, loc Location, result bool) (notRecorded
 			f.Reg2 = bpfRegs[loc.Regs[1].Name]
 		}
 	} else {
-		f.Loc, f.StackOff = locStack, int32(8+loc.Offset)
+		f.Loc, f.StackOff = locStack, int32(loc.spOffset())
 	}
 	if t.Kind == KindInterface && !t.Empty {
 		// An itab's second word is the dynamic type.
@@ -581,7 +581,7 @@ func (pf *Func) addPath(key string, p param, loc Location, path []string) error 
 	if len(base.Regs) > 0 {
 		fetch.Loc, fetch.Reg = locReg, bpfRegs[base.Regs[0].Name]
 	} else {
-		fetch.Loc, fetch.StackOff = locStack, int32(8+base.Offset)
+		fetch.Loc, fetch.StackOff = locStack, int32(base.spOffset())
 	}
 	// From here on the value is in memory: acc is its offset from the
 	// pointer followed last; each further pointer is one hop.
