@@ -337,9 +337,22 @@ func assertNoProgramsLeft(t *testing.T, s *sidecar) {
 	if len(ids) == 0 {
 		t.Fatalf("uranus logged no loaded program ids (is --log-level debug set?)")
 	}
+	// The kernel frees a program when its last reference goes; a
+	// uprobe_multi link's goes after an RCU grace period, a moment after
+	// uranus has exited: give it one (reliability's TestNothingLeftBehind
+	// waits the same).
+	deadline := time.Now().Add(10 * time.Second)
 	for _, m := range ids {
-		if out, err := exec.Command("bpftool", "prog", "show", "id", m[1]).CombinedOutput(); err == nil {
-			t.Errorf("BPF program %s is still loaded after uranus exited:\n%s", m[1], out)
+		for {
+			out, err := exec.Command("bpftool", "prog", "show", "id", m[1]).CombinedOutput()
+			if err != nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("BPF program %s is still loaded after uranus exited:\n%s", m[1], out)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 	if b, err := os.ReadFile("/sys/kernel/tracing/uprobe_events"); err == nil && len(bytes.TrimSpace(b)) > 0 {
