@@ -9,9 +9,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/uranus-otel/uranus/attach"
@@ -26,8 +28,8 @@ const tlsDumpUsage = `NAME
     uranus tls-dump — print what a Go program sends and receives over TLS, live
 
 SYNOPSIS
-    uranus tls-dump --exe PATH|NAME [--bytes N]
-    uranus tls-dump --pid N [--bytes N]
+    uranus tls-dump --exe PATH|NAME [--bytes N | --no-plaintext] [--keylog FILE]
+    uranus tls-dump --pid N [--bytes N | --no-plaintext] [--keylog FILE]
 
 DESCRIPTION
     Attaches to every process running the executable (or to process N) and
@@ -46,14 +48,37 @@ DESCRIPTION
     The plaintext goes to this terminal only: nothing is exported. It can
     hold passwords, tokens and personal data; treat the output accordingly.
 
+    With --keylog FILE, the secrets of every handshake (client and server,
+    TLS 1.2 and 1.3) are appended to FILE in the NSS key log format, which
+    Wireshark and tshark read: a packet capture of the same connections
+    then opens decrypted,
+
+      tshark -r capture.pcap -o tls.keylog_file:FILE
+
+    and a line per secret is printed here (its label and the start of the
+    client random, never the secret):
+
+      pid 4242 keylog CLIENT_TRAFFIC_SECRET_0 client_random 5f1c09a2…
+
+    WARNING: FILE lets anyone who holds it and a capture of the traffic
+    (taken at any time, by anyone) read all of that traffic. uranus creates
+    it with mode 0600 and refuses a FILE others can read; delete it when
+    done. Nothing is written unless --keylog is given.
+
 OPTIONS
     --exe PATH|NAME  processes running this executable (repeatable)
     --pid N          this one process
     --bytes N        plaintext bytes shown per read or write (1 to 4096; default 128)
+    --no-plaintext   do not tap reads and writes: print handshakes (and with
+                     --keylog, secrets) only
+    --keylog FILE    append the TLS secrets to FILE (NSS key log format; see
+                     the warning above)
 
 COST
     One probe hit per Write and two per Read of the target's TLS
-    connections (about 20 µs each), and two per handshake.
+    connections (about 20 µs each; none with --no-plaintext), and two per
+    handshake; with --keylog, one more per secret (one per TLS 1.2
+    handshake, four per TLS 1.3 handshake).
 `
 
 func tlsDumpMain(args []string, stdout, stderr io.Writer) int {
@@ -63,6 +88,8 @@ func tlsDumpMain(args []string, stdout, stderr io.Writer) int {
 	fs.Func("exe", "", func(s string) error { m.Exes = append(m.Exes, s); return nil })
 	fs.IntVar(&m.PID, "pid", 0, "")
 	bytes := fs.String("bytes", "128", "")
+	noPlaintext := fs.Bool("no-plaintext", false, "")
+	keylog := fs.String("keylog", "", "")
 	fs.Usage = func() { fmt.Fprint(stderr, tlsDumpUsage) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -83,20 +110,70 @@ func tlsDumpMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "uranus tls-dump:", err)
 		return 2
 	}
+	opts := tlsDumpOptions{capture: uint32(n), plaintext: !*noPlaintext}
+	if *keylog != "" {
+		f, err := openKeyLog(*keylog)
+		if err != nil {
+			fmt.Fprintln(stderr, "uranus tls-dump:", err)
+			return 1
+		}
+		defer f.Close()
+		opts.keylog = f
+		fmt.Fprintf(stderr, "uranus tls-dump: WARNING: writing TLS secrets to %s: with it, anyone holding a capture of this traffic can read it; delete it when done\n", *keylog)
+	}
 	ctx, cancel := signalContext()
 	defer cancel()
-	if err := tlsDump(ctx, m, uint32(n), stdout, stderr); err != nil {
+	if err := tlsDump(ctx, m, opts, stdout, stderr); err != nil {
 		fmt.Fprintln(stderr, "uranus tls-dump:", err)
 		return 1
 	}
 	return 0
 }
 
-// tlsDump attaches the handshake instrumentor and the tap, in the mode that
-// records every call, and prints their records instead of making spans.
-func tlsDump(ctx context.Context, m target.Matcher, capture uint32, stdout, stderr io.Writer) error {
-	gotls.CaptureBytes, gotls.TapEveryCall = capture, true
-	list := []*instrumentors.Instrumentor{gotls.Instrumentor, gotls.Tap}
+// tlsDumpOptions are what tls-dump attaches and prints.
+type tlsDumpOptions struct {
+	capture   uint32   // plaintext bytes per call
+	plaintext bool     // attach the tap
+	keylog    *os.File // where secrets go; nil: the key log instrumentor is not attached
+}
+
+// openKeyLog opens the key log file for appending, creating it with mode
+// 0600; an existing file must be a regular file that only its owner can
+// read or write.
+func openKeyLog(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("--keylog: %w", err)
+	}
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		err = fmt.Errorf("--keylog: %w", err)
+	case !fi.Mode().IsRegular():
+		err = fmt.Errorf("--keylog %s: not a regular file", path)
+	case fi.Mode().Perm()&0o077 != 0:
+		err = fmt.Errorf("--keylog %s: the file exists with mode %04o, which lets others read the secrets; remove it or chmod 600 it first", path, fi.Mode().Perm())
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// tlsDump attaches the handshake instrumentor, the tap (in the mode that
+// records every call) and the key log instrumentor as opts asks, and prints
+// their records instead of making spans.
+func tlsDump(ctx context.Context, m target.Matcher, opts tlsDumpOptions, stdout, stderr io.Writer) error {
+	gotls.CaptureBytes, gotls.TapEveryCall = opts.capture, true
+	list := []*instrumentors.Instrumentor{gotls.Instrumentor}
+	if opts.plaintext {
+		list = append(list, gotls.Tap)
+	}
+	if opts.keylog != nil {
+		gotls.KeyLogRecords = true
+		list = append(list, gotls.KeyLog)
+	}
 	if m.PID != 0 {
 		if err := checkPID(m.PID, list); err != nil {
 			return err
@@ -111,7 +188,10 @@ func tlsDump(ctx context.Context, m target.Matcher, capture uint32, stdout, stde
 		return err
 	}
 	defer pipeline.Shutdown(context.Background())
-	p := &tlsPrinter{w: stdout, conns: map[connKey]int{}, next: map[int]int{}}
+	p := &tlsPrinter{w: stdout, errw: stderr, conns: map[connKey]int{}, next: map[int]int{}}
+	if opts.keylog != nil {
+		p.keylog = opts.keylog
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	att, err := attach.New(attach.Options{
 		Instrumentors: list,
@@ -192,10 +272,12 @@ type connKey struct {
 // tlsPrinter turns records into lines; Run calls it from one goroutine,
 // the lock only guards against a future second reader.
 type tlsPrinter struct {
-	mu    sync.Mutex
-	w     io.Writer
-	conns map[connKey]int // connection numbers, per process
-	next  map[int]int
+	mu     sync.Mutex
+	w      io.Writer
+	keylog io.Writer       // NSS key log lines; nil without --keylog
+	errw   io.Writer       // where a failed key log write is told
+	conns  map[connKey]int // connection numbers, per process
+	next   map[int]int
 }
 
 // number names a connection; a handshake on an address seen before is a
@@ -215,6 +297,21 @@ func (p *tlsPrinter) record(t *attach.Target, inst *instrumentors.Instrumentor, 
 	defer p.mu.Unlock()
 	pid := t.Process.PID
 	switch inst {
+	case gotls.KeyLog:
+		if p.keylog == nil {
+			return true // never attached without a file; drop rather than let a secret near a span
+		}
+		s, err := gotls.DecodeKeyLog(record)
+		if err != nil {
+			fmt.Fprintf(p.w, "pid %d: %v\n", pid, err)
+			return true
+		}
+		// One write per line, unbuffered: a reader of the file (Wireshark
+		// live) sees each secret as soon as it is known.
+		if _, err := io.WriteString(p.keylog, s.NSSLine()); err != nil {
+			fmt.Fprintf(p.errw, "uranus tls-dump: writing the key log: %v\n", err)
+		}
+		fmt.Fprintf(p.w, "pid %d keylog %s client_random %x…\n", pid, s.Label, s.ClientRandom[:4])
 	case gotls.Tap:
 		c, err := gotls.DecodeTap(record)
 		if err != nil {

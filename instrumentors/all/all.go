@@ -14,5 +14,5 @@ var List = []*instrumentors.Instrumentor{
 	httpserver.Instrumentor,
 	httpclient.Instrumentor,
 	goroutines.Instrumentor,
-	gotls.Instrumentor, gotls.Tap,
+	gotls.Instrumentor, gotls.Tap, gotls.KeyLog,
 }

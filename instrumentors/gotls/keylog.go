@@ -1,0 +1,99 @@
+package gotls
+
+import (
+	"errors"
+	"fmt"
+	"unsafe"
+
+	"github.com/uranus-otel/uranus/binary"
+	"github.com/uranus-otel/uranus/bpf"
+	"github.com/uranus-otel/uranus/instrumentors"
+	"github.com/uranus-otel/uranus/otel"
+)
+
+// KeyLogRecords makes the key log instrumentor record the secrets it sees;
+// only uranus tls-dump --keylog sets it, and reads the records itself
+// (attach.Options.Records). Without it the probe records nothing.
+var KeyLogRecords bool
+
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target amd64 -output-dir ../../bpf -go-package bpf -type keylog_event Tlskeylog ../../bpf/tlskeylog.c -- -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror
+
+// KeyLog ("tls-keylog", off by default) reads each secret a handshake
+// derives, for uranus tls-dump --keylog, which writes them in the NSS key
+// log format. Its records never become spans: secrets are not exported.
+var KeyLog = &instrumentors.Instrumentor{
+	ID:      "tls-keylog",
+	Doc:     "crypto/tls secrets, for uranus tls-dump --keylog only: records nothing otherwise, exports nothing (off by default)",
+	Library: "crypto/tls",
+	Spec:    bpf.LoadTlskeylog,
+	Probes: []instrumentors.Probe{{
+		// Called for every secret of every handshake, client and server,
+		// TLS 1.2 and 1.3, whether or not Config.KeyLogWriter is set.
+		Symbol: "crypto/tls.(*Config).writeKeyLog",
+		Entry:  "keylog_entry",
+	}},
+	Dynamic: func(*binary.File) (*instrumentors.Dynamic, error) {
+		return &instrumentors.Dynamic{Consts: map[string]uint64{"keylog_records": boolConst(KeyLogRecords)}}, nil
+	},
+	Convert:      convertKeyLog,
+	Stats:        [4]string{"secrets not recorded (only tls-dump --keylog asks for them)", "secrets longer than a record holds"},
+	OffByDefault: true,
+}
+
+type keyLogEvent = bpf.TlskeylogKeylogEvent
+
+// Secret is one secret of a handshake, as crypto/tls passed it to
+// (*Config).writeKeyLog.
+type Secret struct {
+	Label        string // CLIENT_RANDOM (TLS 1.2), CLIENT_TRAFFIC_SECRET_0, …
+	ClientRandom []byte // the ClientHello's random: names the connection
+	Secret       []byte
+}
+
+// DecodeKeyLog reads a key log record.
+func DecodeKeyLog(record []byte) (Secret, error) {
+	if len(record) < int(unsafe.Sizeof(keyLogEvent{})) {
+		return Secret{}, fmt.Errorf("tls key log record of %d bytes, want %d", len(record), unsafe.Sizeof(keyLogEvent{}))
+	}
+	e := (*keyLogEvent)(unsafe.Pointer(&record[0]))
+	switch {
+	case e.LabelLen == 0 || e.LabelLen > uint32(len(e.Label)) || !isLabel(e.Label[:e.LabelLen]):
+		return Secret{}, fmt.Errorf("tls key log record with a label of %d bytes %q", e.LabelLen, e.Label[:min(e.LabelLen, uint32(len(e.Label)))])
+	case e.RandomLen != uint32(len(e.Random)):
+		return Secret{}, fmt.Errorf("tls key log record with a client random of %d bytes, not %d", e.RandomLen, len(e.Random))
+	case e.SecretLen == 0 || e.SecretLen > uint32(len(e.Secret)):
+		return Secret{}, fmt.Errorf("tls key log record with a secret of %d bytes (1 to %d fit)", e.SecretLen, len(e.Secret))
+	}
+	return Secret{
+		Label:        string(e.Label[:e.LabelLen]),
+		ClientRandom: append([]byte(nil), e.Random[:]...),
+		Secret:       append([]byte(nil), e.Secret[:e.SecretLen]...),
+	}, nil
+}
+
+// isLabel accepts what an NSS key log label is made of: capitals, digits
+// and underscores.
+func isLabel(b []byte) bool {
+	for _, c := range b {
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// NSSLine is the secret as a line of the NSS key log format, which
+// Wireshark and tshark read (tls.keylog_file): label, client random and
+// secret, the last two in lower-case hex, newline-terminated.
+func (s Secret) NSSLine() string {
+	return fmt.Sprintf("%s %x %x\n", s.Label, s.ClientRandom, s.Secret)
+}
+
+var errKeyLogSpan = errors.New("tls key log records are read by uranus tls-dump --keylog; secrets never become spans")
+
+func convertKeyLog(record []byte, _ *otel.Span, _ instrumentors.Target) error {
+	if _, err := DecodeKeyLog(record); err != nil {
+		return err
+	}
+	return errKeyLogSpan
+}
