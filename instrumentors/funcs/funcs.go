@@ -118,14 +118,11 @@ func convert(record []byte, s *otel.Span, t instrumentors.Target) error {
 		return fmt.Errorf("func record of %d bytes, want %d", len(record), unsafe.Sizeof(event{}))
 	}
 	e := (*event)(unsafe.Pointer(&record[0]))
-	st, _ := t.State().(*targetState)
-	if st == nil || int(e.Func) >= len(st.funcs) {
-		return fmt.Errorf("func record for function %d, which this target does not trace", e.Func)
+	f, err := nameSpan(s, t, e.Func)
+	if err != nil {
+		return fmt.Errorf("func record: %w", err)
 	}
-	f := st.funcs[e.Func]
-	s.Name = f.Name
 	s.Kind = trace.SpanKindInternal
-	s.Attrs = append(s.Attrs, semconv.CodeFunctionName(f.Name))
 	for _, v := range f.Values {
 		s.Attrs = v.attrs(&e.V, t, s.Attrs)
 	}
@@ -133,6 +130,19 @@ func convert(record []byte, s *otel.Span, t instrumentors.Target) error {
 		s.Attrs = append(s.Attrs, attribute.StringSlice("uranus.not_recorded", f.Unreadable))
 	}
 	return nil
+}
+
+// nameSpan finds function i among those traced in t (the BPF program's
+// cookie) and names s after it.
+func nameSpan(s *otel.Span, t instrumentors.Target, i uint32) (*Func, error) {
+	st, _ := t.State().(*targetState)
+	if st == nil || int(i) >= len(st.funcs) {
+		return nil, fmt.Errorf("function %d, which this target does not trace", i)
+	}
+	f := st.funcs[i]
+	s.Name = f.Name
+	s.Attrs = append(s.Attrs, semconv.CodeFunctionName(f.Name))
+	return f, nil
 }
 
 type frame = bpf.FuncsFrame
@@ -144,13 +154,10 @@ func convertInFlight(value []byte, s *otel.Span, t instrumentors.Target) error {
 		return fmt.Errorf("func frame of %d bytes, want %d", len(value), unsafe.Sizeof(frame{}))
 	}
 	fr := (*frame)(unsafe.Pointer(&value[0]))
-	st, _ := t.State().(*targetState)
-	if st == nil || int(fr.Func) >= len(st.funcs) {
-		return fmt.Errorf("func frame for function %d, which this target does not trace", fr.Func)
+	f, err := nameSpan(s, t, fr.Func)
+	if err != nil {
+		return fmt.Errorf("func frame: %w", err)
 	}
-	f := st.funcs[fr.Func]
-	s.Name = f.Name
-	s.Attrs = append(s.Attrs, semconv.CodeFunctionName(f.Name))
 	for _, v := range f.Values {
 		if !v.Result {
 			s.Attrs = v.attrs(&fr.V, t, s.Attrs)
