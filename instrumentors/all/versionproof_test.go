@@ -499,17 +499,7 @@ func (r *vpRun) checkServer(req vpRequest, sp tracetest.SpanStub) {
 	t := r.t
 	t.Helper()
 	a := vpAttrs(sp)
-	check := func(key attribute.Key, want any) {
-		t.Helper()
-		got, ok := a[key]
-		if !ok {
-			t.Errorf("%s: server span lacks %s (attributes %v)", req.what, key, sp.Attributes)
-			return
-		}
-		if got.String() != fmt.Sprint(want) {
-			t.Errorf("%s: server span %s = %s, want %v", req.what, key, got.String(), want)
-		}
-	}
+	check := vpChecker(t, req.what+": server span", sp, a)
 	host, port, _ := net.SplitHostPort(req.host)
 	check("http.request.method", req.method)
 	check("url.path", req.path)
@@ -605,17 +595,7 @@ func (r *vpRun) checkClient(f vpFetch, sp, srv tracetest.SpanStub) {
 	t.Helper()
 	req := f.target
 	a := vpAttrs(sp)
-	check := func(key attribute.Key, want any) {
-		t.Helper()
-		got, ok := a[key]
-		if !ok {
-			t.Errorf("%s: client span lacks %s (attributes %v)", req.what, key, sp.Attributes)
-			return
-		}
-		if got.String() != fmt.Sprint(want) {
-			t.Errorf("%s: client span %s = %s, want %v", req.what, key, got.String(), want)
-		}
-	}
+	check := vpChecker(t, req.what+": client span", sp, a)
 	host, port, _ := net.SplitHostPort(req.host)
 	check("http.request.method", "GET")
 	check("url.full", f.url)
@@ -810,6 +790,23 @@ func sameMultiset(t *testing.T, what string, got, want []string) {
 	sort.Strings(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("%s: the spans say\n  %s\nthe peers saw\n  %s", what, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
+
+// vpChecker returns a check that sp (whose attributes are a) has attribute
+// key with the value want, spelled as fmt prints it; errors name the span
+// as which.
+func vpChecker(t *testing.T, which string, sp tracetest.SpanStub, a map[attribute.Key]attribute.Value) func(key attribute.Key, want any) {
+	return func(key attribute.Key, want any) {
+		t.Helper()
+		got, ok := a[key]
+		if !ok {
+			t.Errorf("%s lacks %s (attributes %v)", which, key, sp.Attributes)
+			return
+		}
+		if got.String() != fmt.Sprint(want) {
+			t.Errorf("%s %s = %s, want %v", which, key, got.String(), want)
+		}
 	}
 }
 
