@@ -242,6 +242,11 @@ func (a *Attacher) target(ctx context.Context, pr *probes, p target.Process) (*T
 	delete(pr.gone, p.PID)
 	a.targets[t] = true
 	a.mu.Unlock()
+	if a.wire != nil {
+		if ports := a.wire.listen(p.PID); len(ports) > 0 {
+			a.log.Debug("TLS connections on these ports carry trace context in a TCP option", "pid", p.PID, "ports", ports)
+		}
+	}
 	return t, nil
 }
 

@@ -66,6 +66,8 @@ type wireObjects struct {
 	Sent     *ebpf.Map     `ebpf:"wire_sent"`
 	Socks    *ebpf.Map     `ebpf:"wire_socks"`
 	Stats    *ebpf.Map     `ebpf:"wire_stats"`
+	Received *ebpf.Map     `ebpf:"wire_received"`
+	Ports    *ebpf.Map     `ebpf:"wire_listen_ports"`
 }
 
 // WireCounters mirror enum wire_stat in bpf/wire.c.
@@ -77,6 +79,10 @@ type WireCounters struct {
 	Failed       uint64 // messages the kernel would not grow (sent unchanged)
 	Unannounced  uint64 // messages on watched connections with no request announced
 	Decided      uint64 // later messages of a request (bodies), passed as they are
+	OptWritten   uint64 // segments of TLS requests that carried their context in a TCP option
+	OptNoRoom    uint64 // segments with no room left for the option (sent without it)
+	Parsing      uint64 // accepted connections of traced servers whose options are read
+	OptRead      uint64 // segments whose option a traced server received
 }
 
 // openWire loads the socket programs and attaches them: sockops to the
@@ -144,7 +150,7 @@ func (w *wire) close() {
 			p.Close()
 		}
 	}
-	for _, m := range []*ebpf.Map{w.objs.Requests, w.objs.Tgids, w.objs.Sent, w.objs.Socks, w.objs.Stats} {
+	for _, m := range []*ebpf.Map{w.objs.Requests, w.objs.Tgids, w.objs.Sent, w.objs.Socks, w.objs.Stats, w.objs.Received, w.objs.Ports} {
 		if m != nil {
 			m.Close()
 		}
@@ -164,6 +170,10 @@ func (a *Attacher) wireMap(name string) *ebpf.Map {
 		return a.wire.objs.Tgids
 	case "wire_sent":
 		return a.wire.objs.Sent
+	case "wire_received":
+		return a.wire.objs.Received
+	case "wire_listen_ports":
+		return a.wire.objs.Ports
 	}
 	return nil
 }
@@ -207,7 +217,8 @@ func (w *wire) forget(sources map[uint32]bool) {
 
 // fields lists c's counters in the order of enum wire_stat.
 func (c *WireCounters) fields() []*uint64 {
-	return []*uint64{&c.Enrolled, &c.EnrollFailed, &c.Injected, &c.NotHTTP1, &c.Failed, &c.Unannounced, &c.Decided}
+	return []*uint64{&c.Enrolled, &c.EnrollFailed, &c.Injected, &c.NotHTTP1, &c.Failed, &c.Unannounced, &c.Decided,
+		&c.OptWritten, &c.OptNoRoom, &c.Parsing, &c.OptRead}
 }
 
 func (w *wire) counters() WireCounters {

@@ -45,12 +45,7 @@ volatile const u64 off_bufio_buf;
 volatile const u64 off_bufio_n;
 volatile const u64 off_pc_conn;       // net/http.persistConn
 volatile const u64 off_pc_tls_state;
-volatile const u64 off_tcpconn_conn;  // net.TCPConn.conn
-volatile const u64 off_conn_fd;       // net.conn.fd
-volatile const u64 off_netfd_laddr;   // net.netFD
-volatile const u64 off_netfd_raddr;
-volatile const u64 off_tcpaddr_ip;    // net.TCPAddr
-volatile const u64 off_tcpaddr_port;
+volatile const u64 off_tlsconn_conn;  // crypto/tls.Conn.conn: the net.Conn under TLS
 volatile const u8 feature_inject;
 volatile const u8 feature_wire;
 
@@ -266,30 +261,6 @@ int inject_traceparent(struct pt_regs *ctx)
 	return 0;
 }
 
-// read_tcp_addr reads the *net.TCPAddr held in a net.Addr interface's data
-// word: the address as IPv4-mapped IPv6 (as wire.h keys it) and the port.
-static __always_inline int read_tcp_addr(u64 addr, u8 ip[16], u16 *port)
-{
-	struct {
-		u64 ptr;
-		s64 len, cap;
-	} s;
-	if (addr == 0 || bpf_probe_read_user(&s, sizeof(s), (void *)(addr + off_tcpaddr_ip)))
-		return -1;
-	u64 p = read_u64(addr, off_tcpaddr_port);
-	if (p == 0 || p > 0xffff)
-		return -1;
-	*port = p;
-	if (s.len == 16)
-		return bpf_probe_read_user(ip, 16, (void *)s.ptr) ? -1 : 0;
-	if (s.len != 4)
-		return -1;
-	__builtin_memset(ip, 0, 10);
-	ip[10] = 0xff;
-	ip[11] = 0xff;
-	return bpf_probe_read_user(ip + 12, 4, (void *)s.ptr) ? -1 : 0;
-}
-
 //   func (pc *persistConn) roundTrip(req *transportRequest) (resp *Response, err error)
 //
 // arguments pc (word 0), req (1). Called on the caller's goroutine with the
@@ -328,23 +299,23 @@ int client_wire(struct pt_regs *ctx)
 		return 0;
 	}
 	u64 pc = go_arg(ctx, 0);
-	if (read_u64(pc, off_pc_tls_state)) // encrypted: nothing to insert into
-		return 0;
 	// pc.conn is a net.Conn: {itab, data}; for plain HTTP, data is the
-	// *net.TCPConn whose conn.fd holds both addresses. Another type (a
-	// custom dialer's) yields a tuple no socket has: nothing is inserted.
+	// *net.TCPConn whose conn.fd holds both addresses. Over TLS (tlsState
+	// set) it is the *tls.Conn, whose own conn is the TCPConn: the bytes
+	// are encrypted, and the context goes in a TCP option instead.
 	u64 conn = read_u64(pc, off_pc_conn + 8);
-	u64 fd = read_u64(conn, off_tcpconn_conn + off_conn_fd);
+	u8 encrypted = read_u64(pc, off_pc_tls_state) != 0;
+	if (encrypted)
+		conn = read_u64(conn, off_tlsconn_conn + 8);
 	struct wire_key k = {};
 	k.tgid = bpf_get_current_pid_tgid() >> 32;
-	if (fd == 0 || read_tcp_addr(read_u64(fd, off_netfd_laddr + 8), k.laddr, &k.lport) ||
-	    read_tcp_addr(read_u64(fd, off_netfd_raddr + 8), k.raddr, &k.rport))
+	if (tcp_conn_key(conn, &k))
 		return 0;
 	struct wire_request r = {};
 	__builtin_memcpy(r.sc.trace_id, c->h.trace_id, sizeof(r.sc.trace_id));
 	__builtin_memcpy(r.sc.span_id, c->h.span_id, sizeof(r.sc.span_id));
 	r.sc.flags = c->h.flags & SPAN_FLAG_SAMPLED;
-	r.state = WIRE_PENDING;
+	r.state = encrypted ? WIRE_OPTION : WIRE_PENDING;
 	r.owner = span_key(c->h.span_id);
 	if (bpf_map_update_elem(&wire_requests, &k, &r, BPF_ANY))
 		return 0;

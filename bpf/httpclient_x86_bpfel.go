@@ -114,6 +114,8 @@ const (
 	HttpClientMapGoroutineSpans     = "goroutine_spans"
 	HttpClientMapPending            = "pending"
 	HttpClientMapStats              = "stats"
+	HttpClientMapWireListenPorts    = "wire_listen_ports"
+	HttpClientMapWireReceived       = "wire_received"
 	HttpClientMapWireRequests       = "wire_requests"
 	HttpClientMapWireSent           = "wire_sent"
 	HttpClientMapWireTgids          = "wire_tgids"
@@ -155,6 +157,7 @@ const (
 	HttpClientVarOffTcpaddrIp       = "off_tcpaddr_ip"
 	HttpClientVarOffTcpaddrPort     = "off_tcpaddr_port"
 	HttpClientVarOffTcpconnConn     = "off_tcpconn_conn"
+	HttpClientVarOffTlsconnConn     = "off_tlsconn_conn"
 	HttpClientVarOffTwHeader        = "off_tw_header"
 	HttpClientVarOffUrlHost         = "off_url_host"
 	HttpClientVarOffUrlPath         = "off_url_path"
@@ -220,14 +223,16 @@ type HttpClientProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type HttpClientMapSpecs struct {
-	Calls          *ebpf.MapSpec `ebpf:"calls"`
-	Events         *ebpf.MapSpec `ebpf:"events"`
-	GoroutineSpans *ebpf.MapSpec `ebpf:"goroutine_spans"`
-	Pending        *ebpf.MapSpec `ebpf:"pending"`
-	Stats          *ebpf.MapSpec `ebpf:"stats"`
-	WireRequests   *ebpf.MapSpec `ebpf:"wire_requests"`
-	WireSent       *ebpf.MapSpec `ebpf:"wire_sent"`
-	WireTgids      *ebpf.MapSpec `ebpf:"wire_tgids"`
+	Calls           *ebpf.MapSpec `ebpf:"calls"`
+	Events          *ebpf.MapSpec `ebpf:"events"`
+	GoroutineSpans  *ebpf.MapSpec `ebpf:"goroutine_spans"`
+	Pending         *ebpf.MapSpec `ebpf:"pending"`
+	Stats           *ebpf.MapSpec `ebpf:"stats"`
+	WireListenPorts *ebpf.MapSpec `ebpf:"wire_listen_ports"`
+	WireReceived    *ebpf.MapSpec `ebpf:"wire_received"`
+	WireRequests    *ebpf.MapSpec `ebpf:"wire_requests"`
+	WireSent        *ebpf.MapSpec `ebpf:"wire_sent"`
+	WireTgids       *ebpf.MapSpec `ebpf:"wire_tgids"`
 }
 
 // HttpClientVariableSpecs contains global variables before they are loaded into the kernel.
@@ -268,6 +273,7 @@ type HttpClientVariableSpecs struct {
 	OffTcpaddrIp       *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
 	OffTcpaddrPort     *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
 	OffTcpconnConn     *ebpf.VariableSpec `ebpf:"off_tcpconn_conn"`
+	OffTlsconnConn     *ebpf.VariableSpec `ebpf:"off_tlsconn_conn"`
 	OffTwHeader        *ebpf.VariableSpec `ebpf:"off_tw_header"`
 	OffUrlHost         *ebpf.VariableSpec `ebpf:"off_url_host"`
 	OffUrlPath         *ebpf.VariableSpec `ebpf:"off_url_path"`
@@ -301,14 +307,16 @@ func (o *HttpClientObjects) Close() error {
 //
 // It can be passed to LoadHttpClientObjects or ebpf.CollectionSpec.LoadAndAssign.
 type HttpClientMaps struct {
-	Calls          *ebpf.Map `ebpf:"calls"`
-	Events         *ebpf.Map `ebpf:"events"`
-	GoroutineSpans *ebpf.Map `ebpf:"goroutine_spans"`
-	Pending        *ebpf.Map `ebpf:"pending"`
-	Stats          *ebpf.Map `ebpf:"stats"`
-	WireRequests   *ebpf.Map `ebpf:"wire_requests"`
-	WireSent       *ebpf.Map `ebpf:"wire_sent"`
-	WireTgids      *ebpf.Map `ebpf:"wire_tgids"`
+	Calls           *ebpf.Map `ebpf:"calls"`
+	Events          *ebpf.Map `ebpf:"events"`
+	GoroutineSpans  *ebpf.Map `ebpf:"goroutine_spans"`
+	Pending         *ebpf.Map `ebpf:"pending"`
+	Stats           *ebpf.Map `ebpf:"stats"`
+	WireListenPorts *ebpf.Map `ebpf:"wire_listen_ports"`
+	WireReceived    *ebpf.Map `ebpf:"wire_received"`
+	WireRequests    *ebpf.Map `ebpf:"wire_requests"`
+	WireSent        *ebpf.Map `ebpf:"wire_sent"`
+	WireTgids       *ebpf.Map `ebpf:"wire_tgids"`
 }
 
 func (m *HttpClientMaps) Close() error {
@@ -318,6 +326,8 @@ func (m *HttpClientMaps) Close() error {
 		m.GoroutineSpans,
 		m.Pending,
 		m.Stats,
+		m.WireListenPorts,
+		m.WireReceived,
 		m.WireRequests,
 		m.WireSent,
 		m.WireTgids,
@@ -362,6 +372,7 @@ type HttpClientVariables struct {
 	OffTcpaddrIp       *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
 	OffTcpaddrPort     *ebpf.Variable `ebpf:"off_tcpaddr_port"`
 	OffTcpconnConn     *ebpf.Variable `ebpf:"off_tcpconn_conn"`
+	OffTlsconnConn     *ebpf.Variable `ebpf:"off_tlsconn_conn"`
 	OffTwHeader        *ebpf.Variable `ebpf:"off_tw_header"`
 	OffUrlHost         *ebpf.Variable `ebpf:"off_url_host"`
 	OffUrlPath         *ebpf.Variable `ebpf:"off_url_path"`

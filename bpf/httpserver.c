@@ -12,6 +12,7 @@
 #include "uranus.h"
 #include "go_header.h"
 #include "tracecontext.h"
+#include "wire.h"
 
 volatile const u64 off_req_method;
 volatile const u64 off_req_url;
@@ -33,6 +34,14 @@ volatile const u64 off_h2rws_status;
 volatile const u8 h2_req_copied;      // Go >= 1.27: rws->req is a copy, not the *Request
 volatile const u64 off_cs_version;    // crypto/tls.ConnectionState
 volatile const u64 off_cs_cipher;
+volatile const u64 off_response_conn; // net/http.response.conn: *conn
+volatile const u64 off_httpconn_rwc;  // net/http.conn.rwc: net.Conn
+volatile const u64 off_httpconn_tls;  // net/http.conn.tlsState: set for TLS
+volatile const u64 off_tlsconn_conn;  // crypto/tls.Conn.conn: the net.Conn under TLS
+volatile const u8 feature_wire;
+
+// Instrumentor counters (named in instrumentors/httpserver).
+#define STAT_FROM_OPTION STAT_EXTRA
 
 struct event {
 	struct event_header h;
@@ -79,6 +88,34 @@ struct {
 	__type(value, struct call);
 } calls SEC(".maps");
 
+// option_context finds the context the client's TCP option brought on an
+// HTTP/1 TLS connection (see wire.h), and makes sure the connection's
+// later siblings are parsed: its local port joins wire_listen_ports.
+// HTTP/2 requests share a connection and are left alone.
+static __always_inline int option_context(u64 rw, u64 req, struct span_ctx *sc)
+{
+	if (read_u64(rw, off_resp_req) != req) // not HTTP/1's *response
+		return -1;
+	u64 conn = read_u64(rw, off_response_conn);
+	if (!read_u64(conn, off_httpconn_tls)) // plain: the header would have it
+		return -1;
+	u64 tls = read_u64(conn, off_httpconn_rwc + 8);
+	struct wire_key k = {};
+	if (tcp_conn_key(read_u64(tls, off_tlsconn_conn + 8), &k))
+		return -1;
+	if (!bpf_map_lookup_elem(&wire_listen_ports, &k.lport)) {
+		u8 one = 1;
+		bpf_map_update_elem(&wire_listen_ports, &k.lport, &one, BPF_NOEXIST);
+	}
+	struct span_ctx *got = bpf_map_lookup_elem(&wire_received, &k);
+	if (!got)
+		return -1;
+	*sc = *got;
+	bpf_map_delete_elem(&wire_received, &k); // once: see wire.h
+	stat_inc(STAT_FROM_OPTION);
+	return 0;
+}
+
 SEC("uprobe")
 int server_entry(struct pt_regs *ctx)
 {
@@ -103,6 +140,8 @@ int server_entry(struct pt_regs *ctx)
 	if (extracted) {
 		c.tracestate.ptr = hdr.ptr[HDR_TRACESTATE];
 		c.tracestate.len = hdr.len[HDR_TRACESTATE];
+	} else if (feature_wire) {
+		extracted = option_context(c.rw, req, &remote) == 0;
 	}
 	c.user_agent.ptr = hdr.ptr[HDR_USER_AGENT];
 	c.user_agent.len = hdr.len[HDR_USER_AGENT];

@@ -93,6 +93,22 @@ type HttpServerSpanCtx struct {
 	Pad     [7]uint8
 }
 
+type HttpServerWireKey struct {
+	_     structs.HostLayout
+	Tgid  uint32
+	Lport uint16
+	Rport uint16
+	Laddr [16]uint8
+	Raddr [16]uint8
+}
+
+type HttpServerWireRequest struct {
+	_     structs.HostLayout
+	Sc    HttpServerSpanCtx
+	Owner uint64
+	State uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -101,12 +117,19 @@ const (
 	HttpServerMapEvents             = "events"
 	HttpServerMapGoroutineSpans     = "goroutine_spans"
 	HttpServerMapStats              = "stats"
+	HttpServerMapWireListenPorts    = "wire_listen_ports"
+	HttpServerMapWireReceived       = "wire_received"
+	HttpServerMapWireRequests       = "wire_requests"
+	HttpServerMapWireSent           = "wire_sent"
+	HttpServerMapWireTgids          = "wire_tgids"
 	HttpServerProgServerEntry       = "server_entry"
 	HttpServerProgServerReturn      = "server_return"
 	HttpServerVarExportEvent        = "__export_event"
+	HttpServerVarFeatureWire        = "feature_wire"
 	HttpServerVarG_tlsOffset        = "g_tls_offset"
 	HttpServerVarGoRegabi           = "go_regabi"
 	HttpServerVarH2ReqCopied        = "h2_req_copied"
+	HttpServerVarOffConnFd          = "off_conn_fd"
 	HttpServerVarOffCsCipher        = "off_cs_cipher"
 	HttpServerVarOffCsVersion       = "off_cs_version"
 	HttpServerVarOffG_goid          = "off_g_goid"
@@ -119,6 +142,10 @@ const (
 	HttpServerVarOffHmapB           = "off_hmap_b"
 	HttpServerVarOffHmapBuckets     = "off_hmap_buckets"
 	HttpServerVarOffHmapOldbuckets  = "off_hmap_oldbuckets"
+	HttpServerVarOffHttpconnRwc     = "off_httpconn_rwc"
+	HttpServerVarOffHttpconnTls     = "off_httpconn_tls"
+	HttpServerVarOffNetfdLaddr      = "off_netfd_laddr"
+	HttpServerVarOffNetfdRaddr      = "off_netfd_raddr"
 	HttpServerVarOffPatternStr      = "off_pattern_str"
 	HttpServerVarOffReqHeader       = "off_req_header"
 	HttpServerVarOffReqHost         = "off_req_host"
@@ -132,9 +159,14 @@ const (
 	HttpServerVarOffReqUrl          = "off_req_url"
 	HttpServerVarOffRespReq         = "off_resp_req"
 	HttpServerVarOffRespStatus      = "off_resp_status"
+	HttpServerVarOffResponseConn    = "off_response_conn"
 	HttpServerVarOffSwissDirlen     = "off_swiss_dirlen"
 	HttpServerVarOffSwissDirptr     = "off_swiss_dirptr"
 	HttpServerVarOffTableGroups     = "off_table_groups"
+	HttpServerVarOffTcpaddrIp       = "off_tcpaddr_ip"
+	HttpServerVarOffTcpaddrPort     = "off_tcpaddr_port"
+	HttpServerVarOffTcpconnConn     = "off_tcpconn_conn"
+	HttpServerVarOffTlsconnConn     = "off_tlsconn_conn"
 	HttpServerVarOffUrlPath         = "off_url_path"
 	HttpServerVarSamplerBound       = "sampler_bound"
 	HttpServerVarSamplerParentBased = "sampler_parent_based"
@@ -193,10 +225,15 @@ type HttpServerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type HttpServerMapSpecs struct {
-	Calls          *ebpf.MapSpec `ebpf:"calls"`
-	Events         *ebpf.MapSpec `ebpf:"events"`
-	GoroutineSpans *ebpf.MapSpec `ebpf:"goroutine_spans"`
-	Stats          *ebpf.MapSpec `ebpf:"stats"`
+	Calls           *ebpf.MapSpec `ebpf:"calls"`
+	Events          *ebpf.MapSpec `ebpf:"events"`
+	GoroutineSpans  *ebpf.MapSpec `ebpf:"goroutine_spans"`
+	Stats           *ebpf.MapSpec `ebpf:"stats"`
+	WireListenPorts *ebpf.MapSpec `ebpf:"wire_listen_ports"`
+	WireReceived    *ebpf.MapSpec `ebpf:"wire_received"`
+	WireRequests    *ebpf.MapSpec `ebpf:"wire_requests"`
+	WireSent        *ebpf.MapSpec `ebpf:"wire_sent"`
+	WireTgids       *ebpf.MapSpec `ebpf:"wire_tgids"`
 }
 
 // HttpServerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -204,9 +241,11 @@ type HttpServerMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type HttpServerVariableSpecs struct {
 	ExportEvent        *ebpf.VariableSpec `ebpf:"__export_event"`
+	FeatureWire        *ebpf.VariableSpec `ebpf:"feature_wire"`
 	G_tlsOffset        *ebpf.VariableSpec `ebpf:"g_tls_offset"`
 	GoRegabi           *ebpf.VariableSpec `ebpf:"go_regabi"`
 	H2ReqCopied        *ebpf.VariableSpec `ebpf:"h2_req_copied"`
+	OffConnFd          *ebpf.VariableSpec `ebpf:"off_conn_fd"`
 	OffCsCipher        *ebpf.VariableSpec `ebpf:"off_cs_cipher"`
 	OffCsVersion       *ebpf.VariableSpec `ebpf:"off_cs_version"`
 	OffG_goid          *ebpf.VariableSpec `ebpf:"off_g_goid"`
@@ -219,6 +258,10 @@ type HttpServerVariableSpecs struct {
 	OffHmapB           *ebpf.VariableSpec `ebpf:"off_hmap_b"`
 	OffHmapBuckets     *ebpf.VariableSpec `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets  *ebpf.VariableSpec `ebpf:"off_hmap_oldbuckets"`
+	OffHttpconnRwc     *ebpf.VariableSpec `ebpf:"off_httpconn_rwc"`
+	OffHttpconnTls     *ebpf.VariableSpec `ebpf:"off_httpconn_tls"`
+	OffNetfdLaddr      *ebpf.VariableSpec `ebpf:"off_netfd_laddr"`
+	OffNetfdRaddr      *ebpf.VariableSpec `ebpf:"off_netfd_raddr"`
 	OffPatternStr      *ebpf.VariableSpec `ebpf:"off_pattern_str"`
 	OffReqHeader       *ebpf.VariableSpec `ebpf:"off_req_header"`
 	OffReqHost         *ebpf.VariableSpec `ebpf:"off_req_host"`
@@ -232,9 +275,14 @@ type HttpServerVariableSpecs struct {
 	OffReqUrl          *ebpf.VariableSpec `ebpf:"off_req_url"`
 	OffRespReq         *ebpf.VariableSpec `ebpf:"off_resp_req"`
 	OffRespStatus      *ebpf.VariableSpec `ebpf:"off_resp_status"`
+	OffResponseConn    *ebpf.VariableSpec `ebpf:"off_response_conn"`
 	OffSwissDirlen     *ebpf.VariableSpec `ebpf:"off_swiss_dirlen"`
 	OffSwissDirptr     *ebpf.VariableSpec `ebpf:"off_swiss_dirptr"`
 	OffTableGroups     *ebpf.VariableSpec `ebpf:"off_table_groups"`
+	OffTcpaddrIp       *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
+	OffTcpaddrPort     *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
+	OffTcpconnConn     *ebpf.VariableSpec `ebpf:"off_tcpconn_conn"`
+	OffTlsconnConn     *ebpf.VariableSpec `ebpf:"off_tlsconn_conn"`
 	OffUrlPath         *ebpf.VariableSpec `ebpf:"off_url_path"`
 	SamplerBound       *ebpf.VariableSpec `ebpf:"sampler_bound"`
 	SamplerParentBased *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
@@ -263,10 +311,15 @@ func (o *HttpServerObjects) Close() error {
 //
 // It can be passed to LoadHttpServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type HttpServerMaps struct {
-	Calls          *ebpf.Map `ebpf:"calls"`
-	Events         *ebpf.Map `ebpf:"events"`
-	GoroutineSpans *ebpf.Map `ebpf:"goroutine_spans"`
-	Stats          *ebpf.Map `ebpf:"stats"`
+	Calls           *ebpf.Map `ebpf:"calls"`
+	Events          *ebpf.Map `ebpf:"events"`
+	GoroutineSpans  *ebpf.Map `ebpf:"goroutine_spans"`
+	Stats           *ebpf.Map `ebpf:"stats"`
+	WireListenPorts *ebpf.Map `ebpf:"wire_listen_ports"`
+	WireReceived    *ebpf.Map `ebpf:"wire_received"`
+	WireRequests    *ebpf.Map `ebpf:"wire_requests"`
+	WireSent        *ebpf.Map `ebpf:"wire_sent"`
+	WireTgids       *ebpf.Map `ebpf:"wire_tgids"`
 }
 
 func (m *HttpServerMaps) Close() error {
@@ -275,6 +328,11 @@ func (m *HttpServerMaps) Close() error {
 		m.Events,
 		m.GoroutineSpans,
 		m.Stats,
+		m.WireListenPorts,
+		m.WireReceived,
+		m.WireRequests,
+		m.WireSent,
+		m.WireTgids,
 	)
 }
 
@@ -283,9 +341,11 @@ func (m *HttpServerMaps) Close() error {
 // It can be passed to LoadHttpServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type HttpServerVariables struct {
 	ExportEvent        *ebpf.Variable `ebpf:"__export_event"`
+	FeatureWire        *ebpf.Variable `ebpf:"feature_wire"`
 	G_tlsOffset        *ebpf.Variable `ebpf:"g_tls_offset"`
 	GoRegabi           *ebpf.Variable `ebpf:"go_regabi"`
 	H2ReqCopied        *ebpf.Variable `ebpf:"h2_req_copied"`
+	OffConnFd          *ebpf.Variable `ebpf:"off_conn_fd"`
 	OffCsCipher        *ebpf.Variable `ebpf:"off_cs_cipher"`
 	OffCsVersion       *ebpf.Variable `ebpf:"off_cs_version"`
 	OffG_goid          *ebpf.Variable `ebpf:"off_g_goid"`
@@ -298,6 +358,10 @@ type HttpServerVariables struct {
 	OffHmapB           *ebpf.Variable `ebpf:"off_hmap_b"`
 	OffHmapBuckets     *ebpf.Variable `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets  *ebpf.Variable `ebpf:"off_hmap_oldbuckets"`
+	OffHttpconnRwc     *ebpf.Variable `ebpf:"off_httpconn_rwc"`
+	OffHttpconnTls     *ebpf.Variable `ebpf:"off_httpconn_tls"`
+	OffNetfdLaddr      *ebpf.Variable `ebpf:"off_netfd_laddr"`
+	OffNetfdRaddr      *ebpf.Variable `ebpf:"off_netfd_raddr"`
 	OffPatternStr      *ebpf.Variable `ebpf:"off_pattern_str"`
 	OffReqHeader       *ebpf.Variable `ebpf:"off_req_header"`
 	OffReqHost         *ebpf.Variable `ebpf:"off_req_host"`
@@ -311,9 +375,14 @@ type HttpServerVariables struct {
 	OffReqUrl          *ebpf.Variable `ebpf:"off_req_url"`
 	OffRespReq         *ebpf.Variable `ebpf:"off_resp_req"`
 	OffRespStatus      *ebpf.Variable `ebpf:"off_resp_status"`
+	OffResponseConn    *ebpf.Variable `ebpf:"off_response_conn"`
 	OffSwissDirlen     *ebpf.Variable `ebpf:"off_swiss_dirlen"`
 	OffSwissDirptr     *ebpf.Variable `ebpf:"off_swiss_dirptr"`
 	OffTableGroups     *ebpf.Variable `ebpf:"off_table_groups"`
+	OffTcpaddrIp       *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
+	OffTcpaddrPort     *ebpf.Variable `ebpf:"off_tcpaddr_port"`
+	OffTcpconnConn     *ebpf.Variable `ebpf:"off_tcpconn_conn"`
+	OffTlsconnConn     *ebpf.Variable `ebpf:"off_tlsconn_conn"`
 	OffUrlPath         *ebpf.Variable `ebpf:"off_url_path"`
 	SamplerBound       *ebpf.Variable `ebpf:"sampler_bound"`
 	SamplerParentBased *ebpf.Variable `ebpf:"sampler_parent_based"`

@@ -3,7 +3,9 @@
 // Trace context on the wire (see wire.h): a sockops program on the cgroup v2
 // root enrolls the TCP connections that traced processes open, and an sk_msg
 // program on those sockets inserts a traceparent header after the request
-// line of the request a uprobe announced in wire_requests.
+// line of the request a uprobe announced in wire_requests. For a request
+// over TLS the sockops program writes the context in a TCP header option
+// instead, and reads it on the connections that traced servers accept.
 //
 // Safety first: every other socket on the host is never enrolled; on an
 // enrolled socket a message passes untouched unless its connection has a
@@ -34,6 +36,10 @@ enum wire_stat {
 	WIRE_STAT_FAILED,        // the kernel refused to grow or read a message
 	WIRE_STAT_UNANNOUNCED,   // messages on watched connections with no request announced
 	WIRE_STAT_DECIDED,       // messages after their request's header was decided (bodies)
+	WIRE_STAT_OPT_WRITTEN,   // segments that carried a request's context in a TCP option
+	WIRE_STAT_OPT_NO_ROOM,   // segments with no room left for the option
+	WIRE_STAT_PARSING,       // accepted connections of traced servers whose options are read
+	WIRE_STAT_OPT_READ,      // segments whose option a traced server received
 	WIRE_STAT_COUNT,
 };
 
@@ -68,6 +74,130 @@ struct {
 	__type(value, u64);
 } wire_socks SEC(".maps");
 
+// The process of each enrolled connection, for the header option callbacks,
+// which may run in softirq (a retransmission, an ACK-clocked send).
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, u32);
+} wire_sk_tgid SEC(".maps");
+
+// The context's IPv6 words must be read one u32 at a time: the verifier
+// refuses the wider loads the compiler would merge them into.
+#define CTX_U32(f) (*(volatile u32 *)&(f))
+
+// A connection's tuple as the socket sees it, for sk_msg and sockops
+// contexts alike (their fields are named the same).
+#define SOCK_KEY(k, ctx)                                                       \
+	({                                                                     \
+		int _ok = 0;                                                   \
+		(k)->lport = (ctx)->local_port;                                \
+		(k)->rport = bpf_ntohl((ctx)->remote_port);                    \
+		if ((ctx)->family == AF_INET) {                                \
+			v4_mapped((k)->laddr, (ctx)->local_ip4);               \
+			v4_mapped((k)->raddr, (ctx)->remote_ip4);              \
+		} else if ((ctx)->family == AF_INET6) {                        \
+			u32 _a[4];                                             \
+			_a[0] = CTX_U32((ctx)->local_ip6[0]);                           \
+			_a[1] = CTX_U32((ctx)->local_ip6[1]);                           \
+			_a[2] = CTX_U32((ctx)->local_ip6[2]);                           \
+			_a[3] = CTX_U32((ctx)->local_ip6[3]);                           \
+			__builtin_memcpy((k)->laddr, _a, 16);                  \
+			_a[0] = CTX_U32((ctx)->remote_ip6[0]);                          \
+			_a[1] = CTX_U32((ctx)->remote_ip6[1]);                          \
+			_a[2] = CTX_U32((ctx)->remote_ip6[2]);                          \
+			_a[3] = CTX_U32((ctx)->remote_ip6[3]);                          \
+			__builtin_memcpy((k)->raddr, _a, 16);                  \
+		} else {                                                       \
+			_ok = -1;                                              \
+		}                                                              \
+		_ok;                                                           \
+	})
+
+static __always_inline void v4_mapped(u8 dst[16], u32 ip4)
+{
+	__builtin_memset(dst, 0, 10);
+	dst[10] = 0xff;
+	dst[11] = 0xff;
+	__builtin_memcpy(dst + 12, &ip4, 4);
+}
+
+// option_request finds the request whose context an enrolled client
+// connection's next segment carries: one announced over TLS, still owned,
+// whose option has not gone out yet.
+static __always_inline struct wire_request *option_request(struct bpf_sock_ops *skops, struct wire_key *k)
+{
+	struct bpf_sock *sk = skops->sk;
+	if (!sk)
+		return 0;
+	u32 *tgid = bpf_sk_storage_get(&wire_sk_tgid, sk, 0, 0);
+	if (!tgid)
+		return 0;
+	k->tgid = *tgid;
+	if (SOCK_KEY(k, skops))
+		return 0;
+	struct wire_request *r = bpf_map_lookup_elem(&wire_requests, k);
+	if (!r || r->owner == 0 || r->state != WIRE_OPTION)
+		return 0;
+	return r;
+}
+
+static __always_inline void write_option(struct bpf_sock_ops *skops)
+{
+	struct wire_key k = {};
+	struct wire_request *r = option_request(skops, &k);
+	if (!r)
+		return;
+	struct wire_opt o = {.kind = WIRE_OPT_KIND, .len = sizeof(o)};
+	u16 exid = WIRE_OPT_EXID | (r->sc.flags & SPAN_FLAG_SAMPLED ? 1 : 0);
+	o.exid[0] = exid >> 8;
+	o.exid[1] = exid & 0xff;
+	__builtin_memcpy(o.trace_id, r->sc.trace_id, sizeof(o.trace_id));
+	__builtin_memcpy(o.span_id, r->sc.span_id, sizeof(o.span_id));
+	u64 owner = r->owner;
+	// One segment carries it, the request's first: the server takes a
+	// context once, for the request it is serving (see wire.h).
+	if (__sync_val_compare_and_swap(&r->state, WIRE_OPTION, WIRE_OPTION_SENT) != WIRE_OPTION)
+		return;
+	if (bpf_store_hdr_opt(skops, &o, sizeof(o), 0)) {
+		// Not on a later segment either: the server may be serving the
+		// request by then, and would keep the context for the next one.
+		r->state = WIRE_FAILED;
+		wire_stat(WIRE_STAT_OPT_NO_ROOM);
+		return;
+	}
+	wire_stat(WIRE_STAT_OPT_WRITTEN);
+	// The client's return learns from wire_sent that its context left.
+	bpf_map_update_elem(&wire_sent, &owner, &k.tgid, BPF_ANY);
+}
+
+// read_option keeps the context a traced server's connection received,
+// until the server's uprobe takes it for the request it serves.
+static __always_inline void read_option(struct bpf_sock_ops *skops)
+{
+	struct wire_key k = {};
+	if (SOCK_KEY(&k, skops))
+		return;
+	struct wire_opt o = {.kind = WIRE_OPT_KIND, .len = 4};
+	o.exid[0] = WIRE_OPT_EXID >> 8;
+	o.exid[1] = (WIRE_OPT_EXID & 0xff) | 1;
+	int n = bpf_load_hdr_opt(skops, &o, sizeof(o), 0);
+	if (n < 0) {
+		o.len = 4;
+		o.exid[1] = WIRE_OPT_EXID & 0xff;
+		n = bpf_load_hdr_opt(skops, &o, sizeof(o), 0);
+	}
+	if (n != sizeof(o))
+		return;
+	struct span_ctx sc = {};
+	__builtin_memcpy(sc.trace_id, o.trace_id, sizeof(sc.trace_id));
+	__builtin_memcpy(sc.span_id, o.span_id, sizeof(sc.span_id));
+	sc.flags = o.exid[1] & 1 ? SPAN_FLAG_SAMPLED : 0;
+	bpf_map_update_elem(&wire_received, &k, &sc, BPF_ANY);
+	wire_stat(WIRE_STAT_OPT_READ);
+}
+
 SEC("sockops")
 int wire_sockops(struct bpf_sock_ops *skops)
 {
@@ -81,52 +211,59 @@ int wire_sockops(struct bpf_sock_ops *skops)
 		bpf_map_update_elem(&wire_connecting, &cookie, &tgid, BPF_ANY);
 		return 1;
 	}
-	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB: {
 		cookie = bpf_get_socket_cookie(skops);
-		if (!bpf_map_lookup_elem(&wire_connecting, &cookie))
+		u32 *tgid = bpf_map_lookup_elem(&wire_connecting, &cookie);
+		if (!tgid)
 			return 1;
+		u32 t = *tgid;
 		bpf_map_delete_elem(&wire_connecting, &cookie);
 		if (bpf_sock_hash_update(skops, &wire_socks, &cookie, BPF_NOEXIST) == 0)
 			wire_stat(WIRE_STAT_ENROLLED);
 		else
 			wire_stat(WIRE_STAT_ENROLL_FAILED);
+		// Encrypted requests on it carry their context in an option.
+		struct bpf_sock *sk = skops->sk;
+		if (sk && bpf_sk_storage_get(&wire_sk_tgid, sk, &t, BPF_SK_STORAGE_GET_F_CREATE))
+			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG);
+		return 1;
+	}
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB: {
+		u16 port = skops->local_port;
+		if (!bpf_map_lookup_elem(&wire_listen_ports, &port))
+			return 1;
+		// Only segments with an option the kernel does not know.
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_PARSE_UNKNOWN_HDR_OPT_CB_FLAG);
+		wire_stat(WIRE_STAT_PARSING);
+		return 1;
+	}
+	case BPF_SOCK_OPS_HDR_OPT_LEN_CB: {
+		// Room on a segment with data (not a pure ACK) of a request whose
+		// option has not gone out yet.
+		struct wire_key k = {};
+		if (skops->skb_len > 0 && option_request(skops, &k) &&
+		    bpf_reserve_hdr_opt(skops, sizeof(struct wire_opt), 0)) {
+			struct wire_request *r = bpf_map_lookup_elem(&wire_requests, &k);
+			if (r)
+				__sync_val_compare_and_swap(&r->state, WIRE_OPTION, WIRE_FAILED);
+			wire_stat(WIRE_STAT_OPT_NO_ROOM);
+		}
+		return 1;
+	}
+	case BPF_SOCK_OPS_WRITE_HDR_OPT_CB:
+		write_option(skops);
+		return 1;
+	case BPF_SOCK_OPS_PARSE_HDR_OPT_CB:
+		read_option(skops);
 		return 1;
 	}
 	return 1;
 }
 
-static __always_inline void v4_mapped(u8 dst[16], u32 ip4)
-{
-	__builtin_memset(dst, 0, 10);
-	dst[10] = 0xff;
-	dst[11] = 0xff;
-	__builtin_memcpy(dst + 12, &ip4, 4);
-}
-
 static __always_inline int msg_key(struct sk_msg_md *msg, struct wire_key *k)
 {
 	k->tgid = bpf_get_current_pid_tgid() >> 32;
-	k->lport = msg->local_port;
-	k->rport = bpf_ntohl(msg->remote_port);
-	if (msg->family == AF_INET) {
-		v4_mapped(k->laddr, msg->local_ip4);
-		v4_mapped(k->raddr, msg->remote_ip4);
-		return 0;
-	}
-	if (msg->family != AF_INET6)
-		return -1;
-	u32 a[4];
-	a[0] = msg->local_ip6[0];
-	a[1] = msg->local_ip6[1];
-	a[2] = msg->local_ip6[2];
-	a[3] = msg->local_ip6[3];
-	__builtin_memcpy(k->laddr, a, 16);
-	a[0] = msg->remote_ip6[0];
-	a[1] = msg->remote_ip6[1];
-	a[2] = msg->remote_ip6[2];
-	a[3] = msg->remote_ip6[3];
-	__builtin_memcpy(k->raddr, a, 16);
-	return 0;
+	return SOCK_KEY(k, msg);
 }
 
 // request_line_end returns the offset just past the "\r\n" of the HTTP/1

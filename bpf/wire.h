@@ -27,6 +27,8 @@ enum wire_state {
 	WIRE_INJECTED,     // traceparent inserted after the request line
 	WIRE_NOT_HTTP1,    // the first bytes sent were not an HTTP/1 request line
 	WIRE_FAILED,       // the kernel refused to grow the message
+	WIRE_OPTION,       // encrypted: carried in a TCP option, none written yet
+	WIRE_OPTION_SENT,  // encrypted: the option went out, on the request's first data segment
 };
 
 struct wire_request {
@@ -95,4 +97,98 @@ static __always_inline void wire_enroll(void)
 		return;
 	u32 src = source_id;
 	bpf_map_update_elem(&wire_tgids, &tgid, &src, BPF_NOEXIST);
+}
+
+// ---- Encrypted connections: trace context in a TCP header option ----------
+//
+// TLS bytes cannot take a header, but the TCP segments carrying them can
+// take an option: the client's sockops program writes the announced span's
+// context on the first segment with data it sends for the request; the
+// server's reads it into wire_received, by connection, and the server's
+// uprobe takes it from there (and deletes it) to parent its span. Go's
+// Transport and server handle one request at a time on an HTTP/1
+// connection, so the context waiting on a connection is that of the request
+// being served, and, taken once, it is never reused for a later request
+// sent without one. A lost first segment is retransmitted without the
+// option: that request is not linked, rather than linked wrongly. The
+// option is RFC 6994's experimental kind with a
+// 16-bit ExID whose low bit is the sampled flag: 2+2+16+8 = 28 bytes, what
+// is left of the 40 option bytes beside timestamps (12). A segment that has
+// no room (SACK blocks) goes out without it, and is counted.
+#define WIRE_OPT_KIND 253
+#define WIRE_OPT_EXID 0x7572 // "ur"; | 1 when sampled
+
+struct wire_opt {
+	u8 kind;
+	u8 len;
+	u8 exid[2]; // big-endian
+	u8 trace_id[16];
+	u8 span_id[8];
+} __attribute__((packed));
+
+// The context each server connection last received, keyed by the server's
+// view of the connection (tgid 0: the softirq that parses a segment does
+// not know the process).
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct wire_key);
+	__type(value, struct span_ctx);
+} wire_received SEC(".maps");
+
+// Local ports that traced processes listen on: connections accepted on
+// them have their segments' options parsed. Filled from /proc when a
+// process is traced and by the server's uprobe from each connection it
+// serves; LRU bounds what exited processes leave.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, u16);
+	__type(value, u8);
+} wire_listen_ports SEC(".maps");
+
+// Where Go keeps a TCP connection's addresses (net.TCPConn → conn.fd →
+// netFD.laddr/raddr, each a net.Addr holding a *net.TCPAddr), for the
+// uprobes that need a connection's tuple.
+volatile const u64 off_tcpconn_conn;  // net.TCPConn.conn
+volatile const u64 off_conn_fd;       // net.conn.fd
+volatile const u64 off_netfd_laddr;   // net.netFD
+volatile const u64 off_netfd_raddr;
+volatile const u64 off_tcpaddr_ip;    // net.TCPAddr
+volatile const u64 off_tcpaddr_port;
+
+// read_tcp_addr reads the *net.TCPAddr held in a net.Addr interface's data
+// word: the address as IPv4-mapped IPv6 (as wire_key holds it) and the port.
+static __always_inline int read_tcp_addr(u64 addr, u8 ip[16], u16 *port)
+{
+	struct {
+		u64 ptr;
+		s64 len, cap;
+	} s;
+	if (addr == 0 || bpf_probe_read_user(&s, sizeof(s), (void *)(addr + off_tcpaddr_ip)))
+		return -1;
+	u64 p = read_u64(addr, off_tcpaddr_port);
+	if (p == 0 || p > 0xffff)
+		return -1;
+	*port = p;
+	if (s.len == 16)
+		return bpf_probe_read_user(ip, 16, (void *)s.ptr) ? -1 : 0;
+	if (s.len != 4)
+		return -1;
+	__builtin_memset(ip, 0, 10);
+	ip[10] = 0xff;
+	ip[11] = 0xff;
+	return bpf_probe_read_user(ip + 12, 4, (void *)s.ptr) ? -1 : 0;
+}
+
+// tcp_conn_key fills k's addresses and ports from a *net.TCPConn. Another
+// type in its place (a custom net.Conn) yields a tuple no socket has, or an
+// error: nothing is then matched.
+static __always_inline int tcp_conn_key(u64 tcpconn, struct wire_key *k)
+{
+	u64 fd = read_u64(tcpconn, off_tcpconn_conn + off_conn_fd);
+	if (fd == 0 || read_tcp_addr(read_u64(fd, off_netfd_laddr + 8), k->laddr, &k->lport) ||
+	    read_tcp_addr(read_u64(fd, off_netfd_raddr + 8), k->raddr, &k->rport))
+		return -1;
+	return 0;
 }

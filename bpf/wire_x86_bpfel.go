@@ -45,8 +45,11 @@ const (
 	WireMapGoroutineSpans     = "goroutine_spans"
 	WireMapStats              = "stats"
 	WireMapWireConnecting     = "wire_connecting"
+	WireMapWireListenPorts    = "wire_listen_ports"
+	WireMapWireReceived       = "wire_received"
 	WireMapWireRequests       = "wire_requests"
 	WireMapWireSent           = "wire_sent"
+	WireMapWireSkTgid         = "wire_sk_tgid"
 	WireMapWireSocks          = "wire_socks"
 	WireMapWireStats          = "wire_stats"
 	WireMapWireTgids          = "wire_tgids"
@@ -54,8 +57,14 @@ const (
 	WireProgWireSockops       = "wire_sockops"
 	WireVarG_tlsOffset        = "g_tls_offset"
 	WireVarGoRegabi           = "go_regabi"
+	WireVarOffConnFd          = "off_conn_fd"
 	WireVarOffG_goid          = "off_g_goid"
 	WireVarOffG_parentGoid    = "off_g_parent_goid"
+	WireVarOffNetfdLaddr      = "off_netfd_laddr"
+	WireVarOffNetfdRaddr      = "off_netfd_raddr"
+	WireVarOffTcpaddrIp       = "off_tcpaddr_ip"
+	WireVarOffTcpaddrPort     = "off_tcpaddr_port"
+	WireVarOffTcpconnConn     = "off_tcpconn_conn"
 	WireVarSamplerBound       = "sampler_bound"
 	WireVarSamplerParentBased = "sampler_parent_based"
 	WireVarScopePidnsDev      = "scope_pidns_dev"
@@ -113,15 +122,18 @@ type WireProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type WireMapSpecs struct {
-	Events         *ebpf.MapSpec `ebpf:"events"`
-	GoroutineSpans *ebpf.MapSpec `ebpf:"goroutine_spans"`
-	Stats          *ebpf.MapSpec `ebpf:"stats"`
-	WireConnecting *ebpf.MapSpec `ebpf:"wire_connecting"`
-	WireRequests   *ebpf.MapSpec `ebpf:"wire_requests"`
-	WireSent       *ebpf.MapSpec `ebpf:"wire_sent"`
-	WireSocks      *ebpf.MapSpec `ebpf:"wire_socks"`
-	WireStats      *ebpf.MapSpec `ebpf:"wire_stats"`
-	WireTgids      *ebpf.MapSpec `ebpf:"wire_tgids"`
+	Events          *ebpf.MapSpec `ebpf:"events"`
+	GoroutineSpans  *ebpf.MapSpec `ebpf:"goroutine_spans"`
+	Stats           *ebpf.MapSpec `ebpf:"stats"`
+	WireConnecting  *ebpf.MapSpec `ebpf:"wire_connecting"`
+	WireListenPorts *ebpf.MapSpec `ebpf:"wire_listen_ports"`
+	WireReceived    *ebpf.MapSpec `ebpf:"wire_received"`
+	WireRequests    *ebpf.MapSpec `ebpf:"wire_requests"`
+	WireSent        *ebpf.MapSpec `ebpf:"wire_sent"`
+	WireSkTgid      *ebpf.MapSpec `ebpf:"wire_sk_tgid"`
+	WireSocks       *ebpf.MapSpec `ebpf:"wire_socks"`
+	WireStats       *ebpf.MapSpec `ebpf:"wire_stats"`
+	WireTgids       *ebpf.MapSpec `ebpf:"wire_tgids"`
 }
 
 // WireVariableSpecs contains global variables before they are loaded into the kernel.
@@ -130,8 +142,14 @@ type WireMapSpecs struct {
 type WireVariableSpecs struct {
 	G_tlsOffset        *ebpf.VariableSpec `ebpf:"g_tls_offset"`
 	GoRegabi           *ebpf.VariableSpec `ebpf:"go_regabi"`
+	OffConnFd          *ebpf.VariableSpec `ebpf:"off_conn_fd"`
 	OffG_goid          *ebpf.VariableSpec `ebpf:"off_g_goid"`
 	OffG_parentGoid    *ebpf.VariableSpec `ebpf:"off_g_parent_goid"`
+	OffNetfdLaddr      *ebpf.VariableSpec `ebpf:"off_netfd_laddr"`
+	OffNetfdRaddr      *ebpf.VariableSpec `ebpf:"off_netfd_raddr"`
+	OffTcpaddrIp       *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
+	OffTcpaddrPort     *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
+	OffTcpconnConn     *ebpf.VariableSpec `ebpf:"off_tcpconn_conn"`
 	SamplerBound       *ebpf.VariableSpec `ebpf:"sampler_bound"`
 	SamplerParentBased *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
 	ScopePidnsDev      *ebpf.VariableSpec `ebpf:"scope_pidns_dev"`
@@ -159,15 +177,18 @@ func (o *WireObjects) Close() error {
 //
 // It can be passed to LoadWireObjects or ebpf.CollectionSpec.LoadAndAssign.
 type WireMaps struct {
-	Events         *ebpf.Map `ebpf:"events"`
-	GoroutineSpans *ebpf.Map `ebpf:"goroutine_spans"`
-	Stats          *ebpf.Map `ebpf:"stats"`
-	WireConnecting *ebpf.Map `ebpf:"wire_connecting"`
-	WireRequests   *ebpf.Map `ebpf:"wire_requests"`
-	WireSent       *ebpf.Map `ebpf:"wire_sent"`
-	WireSocks      *ebpf.Map `ebpf:"wire_socks"`
-	WireStats      *ebpf.Map `ebpf:"wire_stats"`
-	WireTgids      *ebpf.Map `ebpf:"wire_tgids"`
+	Events          *ebpf.Map `ebpf:"events"`
+	GoroutineSpans  *ebpf.Map `ebpf:"goroutine_spans"`
+	Stats           *ebpf.Map `ebpf:"stats"`
+	WireConnecting  *ebpf.Map `ebpf:"wire_connecting"`
+	WireListenPorts *ebpf.Map `ebpf:"wire_listen_ports"`
+	WireReceived    *ebpf.Map `ebpf:"wire_received"`
+	WireRequests    *ebpf.Map `ebpf:"wire_requests"`
+	WireSent        *ebpf.Map `ebpf:"wire_sent"`
+	WireSkTgid      *ebpf.Map `ebpf:"wire_sk_tgid"`
+	WireSocks       *ebpf.Map `ebpf:"wire_socks"`
+	WireStats       *ebpf.Map `ebpf:"wire_stats"`
+	WireTgids       *ebpf.Map `ebpf:"wire_tgids"`
 }
 
 func (m *WireMaps) Close() error {
@@ -176,8 +197,11 @@ func (m *WireMaps) Close() error {
 		m.GoroutineSpans,
 		m.Stats,
 		m.WireConnecting,
+		m.WireListenPorts,
+		m.WireReceived,
 		m.WireRequests,
 		m.WireSent,
+		m.WireSkTgid,
 		m.WireSocks,
 		m.WireStats,
 		m.WireTgids,
@@ -190,8 +214,14 @@ func (m *WireMaps) Close() error {
 type WireVariables struct {
 	G_tlsOffset        *ebpf.Variable `ebpf:"g_tls_offset"`
 	GoRegabi           *ebpf.Variable `ebpf:"go_regabi"`
+	OffConnFd          *ebpf.Variable `ebpf:"off_conn_fd"`
 	OffG_goid          *ebpf.Variable `ebpf:"off_g_goid"`
 	OffG_parentGoid    *ebpf.Variable `ebpf:"off_g_parent_goid"`
+	OffNetfdLaddr      *ebpf.Variable `ebpf:"off_netfd_laddr"`
+	OffNetfdRaddr      *ebpf.Variable `ebpf:"off_netfd_raddr"`
+	OffTcpaddrIp       *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
+	OffTcpaddrPort     *ebpf.Variable `ebpf:"off_tcpaddr_port"`
+	OffTcpconnConn     *ebpf.Variable `ebpf:"off_tcpconn_conn"`
 	SamplerBound       *ebpf.Variable `ebpf:"sampler_bound"`
 	SamplerParentBased *ebpf.Variable `ebpf:"sampler_parent_based"`
 	ScopePidnsDev      *ebpf.Variable `ebpf:"scope_pidns_dev"`

@@ -181,6 +181,19 @@ var HeaderConsts = []Const{
 	{Name: "off_groups_mask", Field: offsets.Field{Struct: "internal/runtime/maps.groupsReference", Member: "lengthMask"}, Optional: true},
 }
 
+// WireConsts are the members bpf/wire.h reads to find a TCP connection's
+// addresses from a *net.TCPConn (or a *tls.Conn over one), for the
+// instrumentors that match connections to trace context on the wire.
+var WireConsts = []Const{
+	{Name: "off_tlsconn_conn", Field: offsets.Field{Struct: "crypto/tls.Conn", Member: "conn"}},
+	{Name: "off_tcpconn_conn", Field: offsets.Field{Struct: "net.TCPConn", Member: "conn"}},
+	{Name: "off_conn_fd", Field: offsets.Field{Struct: "net.conn", Member: "fd"}},
+	{Name: "off_netfd_laddr", Field: offsets.Field{Struct: "net.netFD", Member: "laddr"}},
+	{Name: "off_netfd_raddr", Field: offsets.Field{Struct: "net.netFD", Member: "raddr"}},
+	{Name: "off_tcpaddr_ip", Field: offsets.Field{Struct: "net.TCPAddr", Member: "IP"}},
+	{Name: "off_tcpaddr_port", Field: offsets.Field{Struct: "net.TCPAddr", Member: "Port"}},
+}
+
 // Fields lists the struct members every instrumentor in list needs, without
 // duplicates, for the offsets generator and for reading a target's DWARF.
 func Fields(list []*Instrumentor) []offsets.Field {

@@ -72,16 +72,10 @@ var Instrumentor = &instrumentors.Instrumentor{
 		{Name: "off_bufio_n", Field: offsets.Field{Struct: "bufio.Writer", Member: "n"}},
 		{Name: "off_pc_conn", Field: offsets.Field{Struct: "net/http.persistConn", Member: "conn"}},
 		{Name: "off_pc_tls_state", Field: offsets.Field{Struct: "net/http.persistConn", Member: "tlsState"}},
-		{Name: "off_tcpconn_conn", Field: offsets.Field{Struct: "net.TCPConn", Member: "conn"}},
-		{Name: "off_conn_fd", Field: offsets.Field{Struct: "net.conn", Member: "fd"}},
-		{Name: "off_netfd_laddr", Field: offsets.Field{Struct: "net.netFD", Member: "laddr"}},
-		{Name: "off_netfd_raddr", Field: offsets.Field{Struct: "net.netFD", Member: "raddr"}},
-		{Name: "off_tcpaddr_ip", Field: offsets.Field{Struct: "net.TCPAddr", Member: "IP"}},
-		{Name: "off_tcpaddr_port", Field: offsets.Field{Struct: "net.TCPAddr", Member: "Port"}},
-	}, instrumentors.HeaderConsts...),
+	}, append(instrumentors.HeaderConsts, instrumentors.WireConsts...)...),
 	Convert: convert,
 	Stats: [4]string{"traceparent injected", "app's own traceparent kept", "not injected: no room in the write buffer",
-		"not injected on the wire: not plain HTTP/1 on a connection opened since uranus started"},
+		"not sent on the wire: HTTP/2, or a connection opened before uranus started"},
 }
 
 type event = bpf.HttpClientEvent

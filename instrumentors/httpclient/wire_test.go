@@ -3,6 +3,7 @@ package httpclient_test
 import (
 	"bufio"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -324,5 +325,70 @@ func TestWireTwoSidecars(t *testing.T) {
 	}
 	if len(clients) != calls || linked != calls {
 		t.Errorf("%d of %d B server spans are children of A's %d client spans", linked, calls, len(clients))
+	}
+}
+
+// TestWireTLS: A calls B over HTTPS (HTTP/1.1), each traced by its own
+// uranus, as two sidecars would be. No header can be added to encrypted
+// bytes; A's socket program carries the CLIENT span's context in a TCP
+// option and B's reads it: every B SERVER span is the child of A's CLIENT
+// span. The calls share one keep-alive connection, accepted after B's
+// uranus started (its listening port was found in /proc). Requests sent
+// without the option reach B without a parent, also on that connection.
+func TestWireTLS(t *testing.T) {
+	e2e.RequireBPF(t)
+	for _, pair := range [][2]string{{"1.16.15", "1.27.4"}, {"1.27.4", "1.13.15"}} {
+		t.Run(pair[0]+"->"+pair[1], func(t *testing.T) {
+			a := e2e.Start(t, e2e.BuildTarget(t, "relay", pair[0], testapp.Options{}))
+			b := e2e.Start(t, e2e.BuildTarget(t, "relay", pair[1], testapp.Options{}), "-tls")
+			sa := e2e.Attach(t, all, a.Cmd.Process.Pid)
+			sb := e2e.Attach(t, all, b.Cmd.Process.Pid)
+			requireNetwork(t, sa)
+			requireNetwork(t, sb)
+			const calls = 10
+			for i := 0; i < calls; i++ {
+				if got := get(t, "http://"+a.Addr+"/call?url="+url.QueryEscape("https://"+b.Addr+"/echo-traceparent"), nil); got != "" {
+					t.Fatalf("B received a traceparent header over TLS (%q): nothing can be inserted into encrypted bytes", got)
+				}
+			}
+			clients := map[trace.SpanID]trace.TraceID{}
+			for _, sp := range sa.WaitSpans(2 * calls) {
+				if sp.SpanKind == trace.SpanKindClient {
+					clients[sp.SpanContext.SpanID()] = sp.SpanContext.TraceID()
+				}
+			}
+			linked := 0
+			for _, sp := range sb.WaitSpans(calls) {
+				if tid, ok := clients[sp.Parent.SpanID()]; ok && tid == sp.SpanContext.TraceID() && sp.Parent.IsRemote() {
+					linked++
+				} else {
+					t.Logf("B span %s: parent %s", sp.SpanContext.SpanID(), sp.Parent.SpanID())
+				}
+			}
+			if len(clients) != calls || linked != calls {
+				t.Errorf("%d of %d B server spans are children of A's %d client spans", linked, calls, len(clients))
+			}
+			w := sa.Attacher.Stats().Wire
+			t.Logf("A's socket program: %d segments carried the option, %d had no room; B's: %d connections parsed, %d options read",
+				w.OptWritten, w.OptNoRoom, sb.Attacher.Stats().Wire.Parsing, sb.Attacher.Stats().Wire.OptRead)
+
+			// A's uranus goes away; A's next call reuses the connection
+			// and sends no option: B must not take the last context the
+			// connection carried for this request's. Then a client that
+			// was never traced, on a connection of its own.
+			sa.Stop()
+			get(t, "http://"+a.Addr+"/call?url="+url.QueryEscape("https://"+b.Addr+"/echo-traceparent"), nil)
+			c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+			resp, err := c.Get("https://" + b.Addr + "/echo-traceparent")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			for _, sp := range sb.WaitSpans(calls + 2)[calls:] {
+				if sp.Parent.IsValid() {
+					t.Errorf("a request sent without trace context got parent %s", sp.Parent.SpanID())
+				}
+			}
+		})
 	}
 }

@@ -2,7 +2,8 @@
 // request, from serverHandler.ServeHTTP's entry to its return (2 probe hits
 // per request). An incoming W3C traceparent (and tracestate) makes the span
 // a child of the caller's, read from Request.Header inside the entry probe
-// at no extra hit. Attributes follow the stable OTel HTTP semantic conventions.
+// at no extra hit; over TLS, where a header cannot be added on the wire, the
+// context a traced client sent in a TCP option (bpf/wire.h) does the same. Attributes follow the stable OTel HTTP semantic conventions.
 package httpserver
 
 import (
@@ -58,7 +59,12 @@ var Instrumentor = &instrumentors.Instrumentor{
 		h2Const("off_h2rws_status", "responseWriterState", "status"),
 		{Name: "off_cs_version", Field: offsets.Field{Struct: "crypto/tls.ConnectionState", Member: "Version"}},
 		{Name: "off_cs_cipher", Field: offsets.Field{Struct: "crypto/tls.ConnectionState", Member: "CipherSuite"}},
-	}, instrumentors.HeaderConsts...),
+		// An HTTP/1 TLS connection's tuple, for the context a client's
+		// TCP option brought (propagation network, see bpf/wire.h).
+		{Name: "off_response_conn", Field: offsets.Field{Struct: "net/http.response", Member: "conn"}},
+		{Name: "off_httpconn_rwc", Field: offsets.Field{Struct: "net/http.conn", Member: "rwc"}},
+		{Name: "off_httpconn_tls", Field: offsets.Field{Struct: "net/http.conn", Member: "tlsState"}},
+	}, append(instrumentors.HeaderConsts, instrumentors.WireConsts...)...),
 	// From Go 1.27 the HTTP/2 server hands the handler a new *Request
 	// built from the stream's ServerRequest, which responseWriterState
 	// holds by value: the two cannot be compared as pointers.
@@ -66,6 +72,7 @@ var Instrumentor = &instrumentors.Instrumentor{
 		{Name: "h2_req_copied", GoVersions: ">= 1.27", Value: 1},
 	},
 	Convert: convert,
+	Stats:   [4]string{"parented from a client's TCP option"},
 }
 
 // h2Const names a member of HTTP/2's server response writer in both places
