@@ -142,13 +142,19 @@ func TestComposeDemo(t *testing.T) {
 		}
 	}
 
-	// Trace context crossed from shop to stock on the wire: the sidecar
-	// mounted the cgroup v2 hierarchy it could not see and attached there.
-	traces, err := jaeger.WaitTraces(query, "shop", func(ts []jaeger.Trace) bool { return joined(ts) })
-	if err != nil {
-		t.Errorf("no shop trace holds a stock server span under a shop client span: %v (%d traces)", err, len(traces))
-		out, _ := run(compose[0], composeArgs("logs", "--no-color", "uranus-shop")...)
-		t.Logf("uranus-shop's log:\n%s", out)
+	// Trace context crossed from shop to stock on the wire (a header) and
+	// from shop to payments (HTTPS: a TCP option, read by payments'
+	// sidecar): the sidecars mounted the cgroup v2 hierarchy they could
+	// not see and attached there.
+	for _, hop := range []struct{ svc, op string }{{"stock", "GET /stock/{sku}"}, {"payments", "POST /pay"}} {
+		traces, err := jaeger.WaitTraces(query, "shop", func(ts []jaeger.Trace) bool { return joined(ts, hop.svc, hop.op) })
+		if err != nil {
+			t.Errorf("no shop trace holds a %s server span under a shop client span: %v (%d traces)", hop.svc, err, len(traces))
+			for _, c := range []string{"uranus-shop", "uranus-" + hop.svc} {
+				out, _ := run(compose[0], composeArgs("logs", "--no-color", c)...)
+				t.Logf("%s's log:\n%s", c, out)
+			}
+		}
 	}
 
 	// The experiment behind the capability choice, repeated: without
@@ -176,9 +182,9 @@ func hasSpan(traces []jaeger.Trace, op string) bool {
 	return false
 }
 
-// joined tells whether a trace holds a stock server span whose parent is a
-// shop client span.
-func joined(traces []jaeger.Trace) bool {
+// joined tells whether a trace holds a span op of service svc whose parent
+// is a shop client span.
+func joined(traces []jaeger.Trace, svc, op string) bool {
 	for _, tr := range traces {
 		clients := map[string]bool{}
 		for _, s := range tr.Spans {
@@ -187,7 +193,7 @@ func joined(traces []jaeger.Trace) bool {
 			}
 		}
 		for _, s := range tr.Spans {
-			if s.OperationName == "GET /stock/{sku}" && tr.Processes[s.ProcessID].ServiceName == "stock" && clients[s.Parent()] {
+			if s.OperationName == op && tr.Processes[s.ProcessID].ServiceName == svc && clients[s.Parent()] {
 				return true
 			}
 		}
