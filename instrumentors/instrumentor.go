@@ -7,6 +7,7 @@
 package instrumentors
 
 import (
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -71,6 +72,14 @@ type Instrumentor struct {
 	// NonGo instrumentors also attach to programs that are not Go (C, C++);
 	// the others skip them.
 	NonGo bool
+	// Options are the command-line flags the instrumentor takes (see
+	// Option); Configure turns their values into the instrumentor a run
+	// uses: a copy of decl, the declaration, set up for them. It may turn
+	// an instrumentor that is off by default on (OffByDefault false), when
+	// the options ask for what only it gives. Options live in the
+	// instrumentor, never in package variables that the command sets.
+	Options   []Option
+	Configure func(decl *Instrumentor, s Settings, log *slog.Logger) (*Instrumentor, error)
 }
 
 // Dynamic is what an instrumentor decided for one binary.

@@ -151,6 +151,7 @@ type inspectedInst struct {
 	OffByDefault bool              `json:"off_by_default"`
 	Attaches     bool              `json:"attaches"`
 	Reason       string            `json:"reason,omitempty"`
+	Options      []string          `json:"options,omitempty"` // the flags it takes, as given: "--func SIGNATURE"
 	OffsetsFrom  string            `json:"offsets_source,omitempty"`
 	Probes       []inspectedProbe  `json:"probes"`
 	Offsets      []inspectedOffset `json:"offsets"`
@@ -191,8 +192,7 @@ func inspectMain(args []string, stdout, stderr io.Writer) int {
 	pid := fs.Int("pid", 0, "inspect the executable of process `N`")
 	asJSON := fs.Bool("json", false, "print JSON")
 	only := fs.String("instrument", "", "only these comma-separated instrumentor `IDs`")
-	var specs []funcs.Spec
-	funcFlags(fs, &specs)
+	settings := instrumentors.DeclareFlags(fs, all.List)
 	fs.Usage = func() { fmt.Fprint(stderr, inspectUsage) }
 	// Flags may come after the binary ("uranus inspect ./app --json").
 	var paths []string
@@ -224,19 +224,27 @@ func inspectMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	list := all.List
+	// Every instrumentor, as its options configure it; funcs only when
+	// functions are named.
+	specs := funcs.Specs(settings[funcs.ID])
+	configured, on, err := instrumentors.Configure(all.List, settings, slog.New(slog.DiscardHandler))
+	if err != nil {
+		fmt.Fprintln(stderr, "uranus inspect:", err)
+		return 2
+	}
+	var list []*instrumentors.Instrumentor
+	for _, in := range configured {
+		if in.ID != funcs.ID || len(specs) > 0 {
+			list = append(list, in)
+		}
+	}
 	if *only != "" {
-		var err error
-		if list, err = chooseInstrumentors(*only); err != nil {
+		if list, err = chooseInstrumentors(*only, configured, on); err != nil {
 			fmt.Fprintln(stderr, "uranus inspect:", err)
 			return 2
 		}
 	}
-	if len(specs) > 0 {
-		list = append(list, funcs.New(specs, slog.New(slog.DiscardHandler)))
-	}
 	var rep *inspectReport
-	var err error
 	if *pid != 0 {
 		rep, err = inspectPID(*pid, list, *only != "", specs)
 	} else {
@@ -351,6 +359,9 @@ func inspectFile(readPath, probePath string, list []*instrumentors.Instrumentor,
 			Reason:       p.Skip,
 			Probes:       []inspectedProbe{},
 			Offsets:      []inspectedOffset{},
+		}
+		for _, o := range p.Inst.Options {
+			in.Options = append(in.Options, optionSynopsis(o))
 		}
 		if in.Attaches {
 			in.OffsetsFrom = p.OffsetsFrom
@@ -579,6 +590,9 @@ func writeInspectText(w io.Writer, r *inspectReport) {
 			fmt.Fprintf(w, "  can attach, but is off by default (enable with --instrument %s)\n", in.ID)
 		default:
 			fmt.Fprintln(w, "  will attach")
+		}
+		if len(in.Options) > 0 {
+			fmt.Fprintf(w, "  options         %s\n", strings.Join(in.Options, ", "))
 		}
 		if in.ID == funcs.ID && len(r.Functions) > 0 {
 			fmt.Fprintln(w, "  (its functions are shown below)")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -21,9 +22,6 @@ import (
 	"github.com/uranus-otel/uranus/binary"
 	"github.com/uranus-otel/uranus/instrumentors"
 	"github.com/uranus-otel/uranus/instrumentors/all"
-	"github.com/uranus-otel/uranus/instrumentors/funcs"
-	"github.com/uranus-otel/uranus/instrumentors/gotls"
-	"github.com/uranus-otel/uranus/instrumentors/httpclient"
 	"github.com/uranus-otel/uranus/offsets"
 	"github.com/uranus-otel/uranus/otel"
 	"github.com/uranus-otel/uranus/selfmetrics"
@@ -42,15 +40,15 @@ type runConfig struct {
 	ringBuffer    int
 	nice          int    // scheduling niceness of uranus's own threads
 	propagation   string // --propagation, or OTEL_URANUS_PROPAGATION
-	keepQuery     bool   // keep query values in url.full
 	pipeline      otel.Config
 	log           *slog.Logger
 	// onAttach, when set, is called after each target is attached.
 	onAttach func(*attach.Target)
 	// metricsAddr, when set, serves uranus's own counters there.
 	metricsAddr string
-	// funcs are the functions named with --func and --config.
-	funcs []funcs.Spec
+	// settings are the values of the instrumentors' own options, by
+	// instrumentor ID (see instrumentors.Option).
+	settings map[string]instrumentors.Settings
 }
 
 func runFlags(fs *flag.FlagSet, c *runConfig) {
@@ -71,53 +69,51 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 		c.propagation = string(attach.PropagationOff)
 		return nil
 	})
-	fs.BoolVar(&c.keepQuery, "keep-query-values", false, "keep query-string values in url.full (by default each value is replaced with REDACTED)")
-	fs.Func("tls-capture-bytes", "export the first `N` bytes of each TLS Read and Write as events of the span they happen in (0: off; turns the tls-tap instrumentor on; exposes plaintext: see the README)", gotls.SetCaptureBytes)
-	funcFlags(fs, &c.funcs)
+	c.settings = instrumentors.DeclareFlags(fs, all.List)
 }
 
-// funcFlags declares --func and --config, which run and inspect share:
-// each appends the functions it names to specs.
-func funcFlags(fs *flag.FlagSet, specs *[]funcs.Spec) {
-	fs.Func("func", "trace this function: a span per call with its arguments and results; a `SIGNATURE` in Go syntax, "+
-		"e.g. 'main.Divide(a int, b int) (q int, r int)', or only the name to read it from DWARF (repeatable; see the README)", func(s string) error {
-		spec, err := funcs.ParseFunc(s)
-		if err != nil {
-			return err
-		}
-		*specs = append(*specs, spec)
-		return nil
-	})
-	fs.Func("config", "trace the functions listed in this YAML or JSON `FILE` (as --func; see the README)", func(path string) error {
-		list, err := funcs.LoadConfig(path)
-		if err != nil {
-			return err
-		}
-		*specs = append(*specs, list...)
-		return nil
-	})
-}
-
-// listInstrumentors prints what --instrument can name.
+// listInstrumentors prints what --instrument can name, with the options
+// each takes.
 func listInstrumentors(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tDEFAULT\tWHAT")
+	fmt.Fprintln(tw, "ID\tDEFAULT\tOPTIONS\tWHAT")
 	for _, in := range all.List {
 		def := "on"
 		if in.OffByDefault {
 			def = "off"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", in.ID, def, in.Doc)
+		var opts []string
+		for _, o := range in.Options {
+			opts = append(opts, optionSynopsis(o))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", in.ID, def, cmp.Or(strings.Join(opts, ", "), "-"), in.Doc)
 	}
-	fmt.Fprintf(tw, "func\twith --func/--config\ta span per call of the functions you name, with arguments and results\n")
 	tw.Flush()
 }
 
-// chooseInstrumentors resolves --instrument against the registry.
-func chooseInstrumentors(spec string) ([]*instrumentors.Instrumentor, error) {
+// optionSynopsis spells an option as it is given: "--func SIGNATURE".
+func optionSynopsis(o instrumentors.Option) string {
+	if o.Bool {
+		return "--" + o.Name
+	}
+	f := flag.Flag{Name: o.Name, Usage: o.Usage, Value: new(stringValue)}
+	name, _ := flag.UnquoteUsage(&f)
+	return "--" + o.Name + " " + cmp.Or(name, "VALUE")
+}
+
+type stringValue string
+
+func (s *stringValue) String() string     { return string(*s) }
+func (s *stringValue) Set(v string) error { *s = stringValue(v); return nil }
+
+// chooseInstrumentors resolves --instrument against list, the registry as
+// the options configured it. Without --instrument it is every instrumentor
+// on by default; either way it includes those the options turned on (on),
+// since asking for functions or plaintext means nothing without them.
+func chooseInstrumentors(spec string, list []*instrumentors.Instrumentor, on map[string]bool) ([]*instrumentors.Instrumentor, error) {
+	var out []*instrumentors.Instrumentor
 	if spec == "" {
-		var out []*instrumentors.Instrumentor
-		for _, in := range all.List {
+		for _, in := range list {
 			if !in.OffByDefault {
 				out = append(out, in)
 			}
@@ -126,18 +122,26 @@ func chooseInstrumentors(spec string) ([]*instrumentors.Instrumentor, error) {
 	}
 	byID := map[string]*instrumentors.Instrumentor{}
 	var ids []string
-	for _, in := range all.List {
+	for _, in := range list {
 		byID[in.ID] = in
 		ids = append(ids, in.ID)
 	}
-	var out []*instrumentors.Instrumentor
+	named := map[string]bool{}
 	for _, id := range strings.Split(spec, ",") {
 		id = strings.TrimSpace(id)
 		in, ok := byID[id]
 		if !ok {
 			return nil, fmt.Errorf("--instrument: unknown instrumentor %q (known: %s)", id, strings.Join(ids, ", "))
 		}
-		out = append(out, in)
+		if !named[id] {
+			named[id] = true
+			out = append(out, in)
+		}
+	}
+	for _, in := range list {
+		if on[in.ID] && !named[in.ID] {
+			out = append(out, in)
+		}
 	}
 	return out, nil
 }
@@ -149,15 +153,16 @@ func run(ctx context.Context, c runConfig) error {
 	if err := c.matcher.Validate(); err != nil {
 		return err
 	}
-	list, err := chooseInstrumentors(c.instrument)
+	configured, on, err := instrumentors.Configure(all.List, c.settings, log)
+	if err != nil {
+		return err
+	}
+	list, err := chooseInstrumentors(c.instrument, configured, on)
 	if err != nil {
 		return err
 	}
 	if err := setNice(c.nice); err != nil {
 		return err
-	}
-	if len(c.funcs) > 0 {
-		list = append(list, funcs.New(c.funcs, log))
 	}
 	if c.matcher.PID != 0 {
 		// A --pid target that cannot be instrumented is bad input: say so
@@ -179,7 +184,6 @@ func run(ctx context.Context, c runConfig) error {
 	if err != nil {
 		return err
 	}
-	httpclient.KeepQueryValues = c.keepQuery
 	prop, err := attach.ParsePropagation(c.propagation)
 	if err != nil {
 		return err

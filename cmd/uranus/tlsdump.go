@@ -165,14 +165,12 @@ func openKeyLog(path string) (*os.File, error) {
 // records every call) and the key log instrumentor as opts asks, and prints
 // their records instead of making spans.
 func tlsDump(ctx context.Context, m target.Matcher, opts tlsDumpOptions, stdout, stderr io.Writer) error {
-	gotls.CaptureBytes, gotls.TapEveryCall = opts.capture, true
 	list := []*instrumentors.Instrumentor{gotls.Instrumentor}
 	if opts.plaintext {
-		list = append(list, gotls.Tap)
+		list = append(list, gotls.TapWith(opts.capture, true))
 	}
 	if opts.keylog != nil {
-		gotls.KeyLogRecords = true
-		list = append(list, gotls.KeyLog)
+		list = append(list, gotls.KeyLogRecording())
 	}
 	if m.PID != 0 {
 		if err := checkPID(m.PID, list); err != nil {
@@ -296,8 +294,8 @@ func (p *tlsPrinter) record(t *attach.Target, inst *instrumentors.Instrumentor, 
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pid := t.Process.PID
-	switch inst {
-	case gotls.KeyLog:
+	switch inst.ID {
+	case gotls.KeyLog.ID:
 		if p.keylog == nil {
 			return true // never attached without a file; drop rather than let a secret near a span
 		}
@@ -312,7 +310,7 @@ func (p *tlsPrinter) record(t *attach.Target, inst *instrumentors.Instrumentor, 
 			fmt.Fprintf(p.errw, "uranus tls-dump: writing the key log: %v\n", err)
 		}
 		fmt.Fprintf(p.w, "pid %d keylog %s client_random %x…\n", pid, s.Label, s.ClientRandom[:4])
-	case gotls.Tap:
+	case gotls.Tap.ID:
 		c, err := gotls.DecodeTap(record)
 		if err != nil {
 			fmt.Fprintf(p.w, "pid %d: %v\n", pid, err)
@@ -328,7 +326,7 @@ func (p *tlsPrinter) record(t *attach.Target, inst *instrumentors.Instrumentor, 
 		}
 		fmt.Fprintf(p.w, "pid %d conn#%d %s %5d B (in %d, out %d) \"%s\"\n",
 			pid, p.number(pid, c.Conn, false), dir, c.Len, c.ConnRead, c.ConnWritten, shown)
-	case gotls.Instrumentor:
+	case gotls.Instrumentor.ID:
 		h, err := gotls.DecodeHandshake(record, typeNamer{t})
 		if err != nil {
 			fmt.Fprintf(p.w, "pid %d: %v\n", pid, err)

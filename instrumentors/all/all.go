@@ -3,6 +3,7 @@ package all
 
 import (
 	"github.com/uranus-otel/uranus/instrumentors"
+	"github.com/uranus-otel/uranus/instrumentors/funcs"
 	"github.com/uranus-otel/uranus/instrumentors/goroutines"
 	"github.com/uranus-otel/uranus/instrumentors/gotls"
 	"github.com/uranus-otel/uranus/instrumentors/httpclient"
@@ -15,4 +16,5 @@ var List = []*instrumentors.Instrumentor{
 	httpclient.Instrumentor,
 	goroutines.Instrumentor,
 	gotls.Instrumentor, gotls.Tap, gotls.KeyLog,
+	funcs.Instrumentor,
 }

@@ -47,10 +47,10 @@ var linked = []any{tls.Client, tls.Server, (*tls.Conn).Read, (*tls.Conn).Write}
 //go:noinline
 func traceMe(n int, s string) (int, error) { return n + len(s), nil }
 
-// registry is every instrumentor uranus can run: the list, and funcs,
-// which cmd/uranus adds when functions are named.
+// registry is every instrumentor uranus can run: the list, which holds
+// funcs too (on when functions are named).
 func registry() []*instrumentors.Instrumentor {
-	return append(slices.Clone(all.List), funcs.New(nil, quiet))
+	return slices.Clone(all.List)
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

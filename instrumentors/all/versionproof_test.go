@@ -199,7 +199,17 @@ func (r *vpRun) checkPlans(bin string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plans, err := attach.MakePlans(exe, append(slices.Clone(all.List), funcs.New(r.mix, slog.New(slog.NewTextHandler(io.Discard, nil)))), table)
+	// The registry as uranus --func main.Mix… configures it.
+	var named []any
+	for _, s := range r.mix {
+		named = append(named, s)
+	}
+	list, _, err := instrumentors.Configure(all.List, map[string]instrumentors.Settings{funcs.ID: {"func": named}},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plans, err := attach.MakePlans(exe, list, table)
 	if err != nil {
 		t.Fatalf("planning for Go %s: %v", r.version, err)
 	}

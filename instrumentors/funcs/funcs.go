@@ -37,8 +37,56 @@ const ID = "func"
 
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target amd64 -output-dir ../../bpf -go-package bpf -type event -type func_spec -type fetch -type values Funcs ../../bpf/funcs.c -- -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror
 
-// New returns the instrumentor that traces specs in every target. log gets
-// one line per function that cannot be traced, or only in part.
+// Instrumentor is funcs in the registry: off, and tracing nothing, until
+// --func or --config name functions, which turn it on (see Configure).
+var Instrumentor = declare()
+
+func declare() *instrumentors.Instrumentor {
+	in := New(nil, nil)
+	in.OffByDefault = true
+	in.Options = []instrumentors.Option{{
+		Name: "func",
+		Usage: "trace this function: a span per call with its arguments and results; a `SIGNATURE` in Go syntax, " +
+			"e.g. 'main.Divide(a int, b int) (q int, r int)', or only the name to read it from DWARF (repeatable; see the README)",
+		Parse: func(s string) (any, error) { return ParseFunc(s) },
+	}, {
+		Name:  "config",
+		Usage: "trace the functions listed in this YAML or JSON `FILE` (as --func; see the README)",
+		Parse: func(path string) (any, error) { return LoadConfig(path) },
+	}}
+	in.Configure = configure
+	return in
+}
+
+// Specs are the functions that settings name: each --func, then the
+// functions of each --config file.
+func Specs(s instrumentors.Settings) []Spec {
+	var out []Spec
+	for _, v := range s["func"] {
+		if spec, ok := v.(Spec); ok {
+			out = append(out, spec)
+		}
+	}
+	for _, v := range s["config"] {
+		if list, ok := v.([]Spec); ok {
+			out = append(out, list...)
+		}
+	}
+	return out
+}
+
+func configure(decl *instrumentors.Instrumentor, s instrumentors.Settings, log *slog.Logger) (*instrumentors.Instrumentor, error) {
+	specs := Specs(s)
+	if len(specs) == 0 {
+		return decl, nil
+	}
+	in := New(specs, log)
+	in.Options, in.Configure = decl.Options, decl.Configure
+	return in, nil
+}
+
+// New returns the instrumentor that traces specs in every target, on. log
+// gets one line per function that cannot be traced, or only in part.
 func New(specs []Spec, log *slog.Logger) *instrumentors.Instrumentor {
 	if log == nil {
 		log = slog.Default()
@@ -76,6 +124,9 @@ type targetState struct {
 }
 
 func (tr *tracer) plan(bin *binary.File) (*instrumentors.Dynamic, error) {
+	if len(tr.specs) == 0 {
+		return nil, fmt.Errorf("no function named: give --func or --config")
+	}
 	funcs, errs := Plan(bin, tr.specs)
 	var reasons []string
 	for _, err := range errs {

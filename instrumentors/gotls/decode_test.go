@@ -9,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/uranus-otel/uranus/instrumentors"
 	"github.com/uranus-otel/uranus/otel"
 )
 
@@ -55,18 +56,30 @@ func TestVersionName(t *testing.T) {
 	}
 }
 
-func TestSetCaptureBytes(t *testing.T) {
-	defer func() { CaptureBytes, Tap.OffByDefault = 0, true }()
-	for _, bad := range []string{"-1", "4097", "x", ""} {
-		if err := SetCaptureBytes(bad); err == nil || !strings.Contains(err.Error(), "from 0 (off) to 4096") {
+func TestCaptureBytesOption(t *testing.T) {
+	for _, bad := range []string{"-1", "x", "4097"} {
+		if _, err := parseCaptureBytes(bad); err == nil || !strings.Contains(err.Error(), "from 0 (off) to 4096") {
 			t.Errorf("%q: %v", bad, err)
 		}
 	}
-	if err := SetCaptureBytes("64"); err != nil || CaptureBytes != 64 || Tap.OffByDefault {
-		t.Errorf("64: %v, %d, off by default %v", err, CaptureBytes, Tap.OffByDefault)
+	for _, c := range []struct {
+		value string
+		on    bool
+	}{{"64", true}, {"0", false}} {
+		v, err := parseCaptureBytes(c.value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := Tap.Configure(Tap, instrumentors.Settings{"tls-capture-bytes": {v}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in.OffByDefault == c.on {
+			t.Errorf("--tls-capture-bytes %s: off by default %v", c.value, in.OffByDefault)
+		}
 	}
-	if err := SetCaptureBytes("0"); err != nil || CaptureBytes != 0 || !Tap.OffByDefault {
-		t.Errorf("0: %v, %d, off by default %v", err, CaptureBytes, Tap.OffByDefault)
+	if !Tap.OffByDefault {
+		t.Error("configuring the tap changed its declaration")
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -41,24 +42,38 @@ import (
 // MaxCaptureBytes bounds CaptureBytes: what one record can carry.
 const MaxCaptureBytes = 4096
 
-// CaptureBytes is how many bytes of each Read and Write the tap copies
-// (--tls-capture-bytes); 0 copies none, and only counts.
-var CaptureBytes uint32
-
-// TapEveryCall makes the tap record calls made outside any span too, for a
-// reader of raw records (uranus tls-dump); spans never receive those.
-var TapEveryCall bool
-
-// SetCaptureBytes parses --tls-capture-bytes. A positive value also turns
-// the tap on, as asking for plaintext means nothing without it.
-func SetCaptureBytes(s string) error {
+// parseCaptureBytes reads --tls-capture-bytes.
+func parseCaptureBytes(s string) (any, error) {
 	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
 	if err != nil || n > MaxCaptureBytes {
-		return fmt.Errorf("%q is not a byte count from 0 (off) to %d", s, MaxCaptureBytes)
+		return nil, fmt.Errorf("%q is not a byte count from 0 (off) to %d", s, MaxCaptureBytes)
 	}
-	CaptureBytes = uint32(n)
-	Tap.OffByDefault = n == 0
-	return nil
+	return uint32(n), nil
+}
+
+// TapWith returns the tap copying the first capture bytes of each Read and
+// Write (0: none, it only counts), on. everyCall makes it record calls made
+// outside any span too, for a reader of raw records (uranus tls-dump);
+// spans never receive those.
+func TapWith(capture uint32, everyCall bool) *instrumentors.Instrumentor {
+	c := *Tap
+	c.Dynamic = tapDynamic(capture, everyCall)
+	c.OffByDefault = false
+	return &c
+}
+
+func tapDynamic(capture uint32, everyCall bool) func(bin *binary.File) (*instrumentors.Dynamic, error) {
+	return func(bin *binary.File) (*instrumentors.Dynamic, error) {
+		fn, err := bin.Func("crypto/tls.(*Conn).Write")
+		if err != nil {
+			return nil, err
+		}
+		return &instrumentors.Dynamic{Consts: map[string]uint64{
+			"write_fn_size":  fn.Size,
+			"capture_bytes":  uint64(min(capture, MaxCaptureBytes)),
+			"tap_every_call": boolConst(everyCall),
+		}}, nil
+	}
 }
 
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target amd64 -output-dir ../../bpf -go-package bpf -type handshake_event -type tap_event Tls ../../bpf/tls.c -- -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror
@@ -138,16 +153,24 @@ var Tap = &instrumentors.Instrumentor{
 		// (c *Conn) Read(b []byte): four words of arguments on the stack.
 		{Name: "rw_arg_words", GoVersions: "< 1.17", Value: 4},
 	},
-	Dynamic: func(bin *binary.File) (*instrumentors.Dynamic, error) {
-		fn, err := bin.Func("crypto/tls.(*Conn).Write")
-		if err != nil {
-			return nil, err
+	Dynamic: tapDynamic(0, false),
+	// Asking for plaintext means nothing without the tap: a positive
+	// --tls-capture-bytes turns it on.
+	Options: []instrumentors.Option{{
+		Name: "tls-capture-bytes",
+		Usage: "export the first `N` bytes of each TLS Read and Write as events of the span they happen in " +
+			"(0: off; turns the tls-tap instrumentor on; exposes plaintext: see the README)",
+		Parse: parseCaptureBytes,
+	}},
+	Configure: func(decl *instrumentors.Instrumentor, s instrumentors.Settings, _ *slog.Logger) (*instrumentors.Instrumentor, error) {
+		n, _ := s.Last("tls-capture-bytes").(uint32)
+		if n == 0 {
+			return decl, nil
 		}
-		return &instrumentors.Dynamic{Consts: map[string]uint64{
-			"write_fn_size":  fn.Size,
-			"capture_bytes":  uint64(min(CaptureBytes, MaxCaptureBytes)),
-			"tap_every_call": boolConst(TapEveryCall),
-		}}, nil
+		c := *decl
+		c.Dynamic = tapDynamic(n, false)
+		c.OffByDefault = false
+		return &c, nil
 	},
 	Convert:      convertTap,
 	Stats:        [4]string{"calls outside any span (no event)", "Reads and Writes without data", "Write entries repeated by stack growth (skipped)", "Writes on closed connections"},

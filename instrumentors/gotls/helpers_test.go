@@ -150,7 +150,7 @@ func attachTo(t *testing.T, pid int, list []*instrumentors.Instrumentor, keepRec
 			s.mu.Unlock()
 			// Calls outside any span are only for this reader, as in tls-dump.
 			c, err := gotls.DecodeTap(record)
-			return inst == gotls.Tap && err == nil && !c.InSpan
+			return inst.ID == gotls.Tap.ID && err == nil && !c.InSpan
 		}
 	}
 	s.att, err = attach.New(opts)

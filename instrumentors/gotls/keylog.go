@@ -11,11 +11,6 @@ import (
 	"github.com/uranus-otel/uranus/otel"
 )
 
-// KeyLogRecords makes the key log instrumentor record the secrets it sees;
-// only uranus tls-dump --keylog sets it, and reads the records itself
-// (attach.Options.Records). Without it the probe records nothing.
-var KeyLogRecords bool
-
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target amd64 -output-dir ../../bpf -go-package bpf -type keylog_event Tlskeylog ../../bpf/tlskeylog.c -- -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror
 
 // KeyLog ("tls-keylog", off by default) reads each secret a handshake
@@ -32,12 +27,27 @@ var KeyLog = &instrumentors.Instrumentor{
 		Symbol: "crypto/tls.(*Config).writeKeyLog",
 		Entry:  "keylog_entry",
 	}},
-	Dynamic: func(*binary.File) (*instrumentors.Dynamic, error) {
-		return &instrumentors.Dynamic{Consts: map[string]uint64{"keylog_records": boolConst(KeyLogRecords)}}, nil
-	},
+	Dynamic:      keyLogDynamic(false),
 	Convert:      convertKeyLog,
 	Stats:        [4]string{"secrets not recorded (only tls-dump --keylog asks for them)", "secrets longer than a record holds"},
 	OffByDefault: true,
+}
+
+// KeyLogRecording returns the key log instrumentor that records the
+// secrets it sees, on: only uranus tls-dump --keylog runs it, and reads the
+// records itself (attach.Options.Records). The declared KeyLog records
+// nothing.
+func KeyLogRecording() *instrumentors.Instrumentor {
+	c := *KeyLog
+	c.Dynamic = keyLogDynamic(true)
+	c.OffByDefault = false
+	return &c
+}
+
+func keyLogDynamic(record bool) func(*binary.File) (*instrumentors.Dynamic, error) {
+	return func(*binary.File) (*instrumentors.Dynamic, error) {
+		return &instrumentors.Dynamic{Consts: map[string]uint64{"keylog_records": boolConst(record)}}, nil
+	}
 }
 
 type keyLogEvent = bpf.TlskeylogKeylogEvent

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/uranus-otel/uranus/instrumentors"
 	"github.com/uranus-otel/uranus/otel"
 )
 
@@ -66,15 +67,16 @@ func TestConvertKeyLog(t *testing.T) {
 }
 
 func TestKeyLogOnlyWhenAsked(t *testing.T) {
-	defer func(old bool) { KeyLogRecords = old }(KeyLogRecords)
-	for _, on := range []bool{false, true} {
-		KeyLogRecords = on
-		d, err := KeyLog.Dynamic(nil)
+	for _, c := range []struct {
+		in *instrumentors.Instrumentor
+		on bool
+	}{{KeyLog, false}, {KeyLogRecording(), true}} {
+		d, err := c.in.Dynamic(nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := d.Consts["keylog_records"]; got != boolConst(on) {
-			t.Errorf("KeyLogRecords %v: keylog_records = %d", on, got)
+		if got := d.Consts["keylog_records"]; got != boolConst(c.on) {
+			t.Errorf("recording %v: keylog_records = %d", c.on, got)
 		}
 	}
 	if !KeyLog.OffByDefault {

@@ -194,8 +194,6 @@ func TestTap(t *testing.T) {
 	e2e.RequireBPF(t)
 	for _, capture := range []int{captureN, 0} {
 		t.Run(fmt.Sprintf("capture=%d", capture), func(t *testing.T) {
-			gotls.CaptureBytes, gotls.TapEveryCall = uint32(capture), capture > 0
-			t.Cleanup(func() { gotls.CaptureBytes, gotls.TapEveryCall = 0, false })
 			for _, v := range tlsVersions() {
 				t.Run(v, func(t *testing.T) {
 					t.Parallel()
@@ -209,7 +207,7 @@ func TestTap(t *testing.T) {
 func tapVersion(t *testing.T, v string, capture int) {
 	a := startApp(t, v)
 	pr := startPeer(t, a.pki)
-	list := []*instrumentors.Instrumentor{httpserver.Instrumentor, gotls.Instrumentor, gotls.Tap}
+	list := []*instrumentors.Instrumentor{httpserver.Instrumentor, gotls.Instrumentor, gotls.TapWith(uint32(capture), capture > 0)}
 	s := attachTo(t, a.Cmd.Process.Pid, list, true)
 
 	// The test's client: its handshake, then keep-alive requests, to count

@@ -24,7 +24,7 @@ func TestConvertProtocolVersion(t *testing.T) {
 		e.ProtoLen = uint32(copy(e.Proto[:], proto))
 		rec := unsafe.Slice((*byte)(unsafe.Pointer(&e)), unsafe.Sizeof(e))
 		var s otel.Span
-		if err := convert(rec, &s, nil); err != nil {
+		if err := (converter{}).convert(rec, &s, nil); err != nil {
 			t.Fatal(err)
 		}
 		got, has := "", false

@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/uranus-otel/uranus/instrumentors"
 	"github.com/uranus-otel/uranus/internal/spantest"
 	"github.com/uranus-otel/uranus/otel"
 )
@@ -154,8 +155,10 @@ func TestConvert(t *testing.T) {
 // kept, but a query cut short by the record is still redacted, since its
 // last value may be a cut token that no longer looks like one.
 func TestConvertKeepQueryValues(t *testing.T) {
-	KeepQueryValues = true
-	t.Cleanup(func() { KeepQueryValues = false })
+	in, err := Instrumentor.Configure(Instrumentor, instrumentors.Settings{"keep-query-values": {true}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	longQuery := "a=" + strings.Repeat("v", 300)
 	for _, c := range []struct {
 		rec  []byte
@@ -165,7 +168,7 @@ func TestConvertKeepQueryValues(t *testing.T) {
 		{get("http", "api", "/s", longQuery, func(e *event) { e.Status, e.QueryLen = 200, uint32(len(longQuery)) }), "http://api/s?a=REDACTED"},
 	} {
 		var s otel.Span
-		if err := Instrumentor.Convert(c.rec, &s, typeNames{}); err != nil {
+		if err := in.Convert(c.rec, &s, typeNames{}); err != nil {
 			t.Fatal(err)
 		}
 		got := ""

@@ -10,6 +10,7 @@ package httpclient
 import (
 	"cmp"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -25,10 +26,6 @@ import (
 	"github.com/uranus-otel/uranus/offsets"
 	"github.com/uranus-otel/uranus/otel"
 )
-
-// KeepQueryValues leaves query values in url.full; by default each value is
-// replaced with REDACTED, since query strings often carry tokens.
-var KeepQueryValues = false
 
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target amd64 -output-dir ../../bpf -go-package bpf -type event HttpClient ../../bpf/httpclient.c -- -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror
 var Instrumentor = &instrumentors.Instrumentor{
@@ -73,14 +70,29 @@ var Instrumentor = &instrumentors.Instrumentor{
 		{Name: "off_pc_conn", Field: offsets.Field{Struct: "net/http.persistConn", Member: "conn"}},
 		{Name: "off_pc_tls_state", Field: offsets.Field{Struct: "net/http.persistConn", Member: "tlsState"}},
 	}, append(instrumentors.HeaderConsts, instrumentors.WireConsts...)...),
-	Convert: convert,
+	Convert: converter{}.convert,
+	Options: []instrumentors.Option{{
+		Name:  "keep-query-values",
+		Usage: "keep query-string values in url.full (by default each value is replaced with REDACTED, since query strings often carry tokens)",
+		Bool:  true,
+	}},
+	Configure: func(decl *instrumentors.Instrumentor, s instrumentors.Settings, _ *slog.Logger) (*instrumentors.Instrumentor, error) {
+		c := *decl
+		c.Convert = converter{keepQuery: s.Bool("keep-query-values")}.convert
+		return &c, nil
+	},
 	Stats: [4]string{"traceparent injected", "app's own traceparent kept", "not injected: no room in the write buffer",
 		"not sent on the wire: HTTP/2, or a connection opened before uranus started"},
 }
 
 type event = bpf.HttpClientEvent
 
-func convert(record []byte, s *otel.Span, t instrumentors.Target) error {
+// converter turns records into spans as the options ask.
+type converter struct {
+	keepQuery bool // --keep-query-values
+}
+
+func (cv converter) convert(record []byte, s *otel.Span, t instrumentors.Target) error {
 	if len(record) < int(unsafe.Sizeof(event{})) {
 		return fmt.Errorf("http-client record of %d bytes, want %d", len(record), unsafe.Sizeof(event{}))
 	}
@@ -95,7 +107,7 @@ func convert(record []byte, s *otel.Span, t instrumentors.Target) error {
 	s.Name = method
 	s.Attrs = append(s.Attrs,
 		semconv.HTTPRequestMethodKey.String(method),
-		semconv.URLFull(fullURL(scheme, host, path, query, e.Userinfo != 0, e.QueryLen > uint32(len(e.Query)))),
+		semconv.URLFull(fullURL(scheme, host, path, query, e.Userinfo != 0, e.QueryLen > uint32(len(e.Query)), cv.keepQuery)),
 	)
 	if h, port := instrumentors.HostPort(host, cmp.Or(scheme, "http")); h != "" {
 		s.Attrs = append(s.Attrs, semconv.ServerAddress(h))
@@ -147,8 +159,8 @@ func protoVersion(proto string) string {
 }
 
 // fullURL rebuilds the request URL without credentials and, unless
-// KeepQueryValues is set, with every query value replaced by REDACTED.
-func fullURL(scheme, host, path, query string, userinfo, truncated bool) string {
+// keepQuery is set, with every query value replaced by REDACTED.
+func fullURL(scheme, host, path, query string, userinfo, truncated, keepQuery bool) string {
 	var b strings.Builder
 	if scheme == "" {
 		scheme = "http"
@@ -166,7 +178,7 @@ func fullURL(scheme, host, path, query string, userinfo, truncated bool) string 
 		return b.String()
 	}
 	b.WriteByte('?')
-	if KeepQueryValues && !truncated {
+	if keepQuery && !truncated {
 		b.WriteString(query)
 		return b.String()
 	}
