@@ -1,9 +1,12 @@
 package attach
 
 import (
+	"cmp"
 	"debug/dwarf"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 
 	version "github.com/hashicorp/go-version"
@@ -90,9 +93,10 @@ func MakePlans(bin *binary.File, list []*instrumentors.Instrumentor, table *offs
 		return nil, err
 	}
 	var offs map[offsets.Field]offsets.Offset
+	var modErrs map[string]error
 	from, offErr := "", errors.New("not a Go program: no struct offsets")
 	if bin.IsGo() {
-		offs, from, offErr = resolveOffsets(bin, table, instrumentors.Fields(list))
+		offs, from, modErrs, offErr = resolveOffsets(bin, table, instrumentors.Fields(list))
 	}
 	plans := make([]Plan, 0, len(list))
 	for _, inst := range list {
@@ -100,7 +104,11 @@ func MakePlans(bin *binary.File, list []*instrumentors.Instrumentor, table *offs
 		if !bin.IsGo() && !inst.NonGo {
 			p.Skip = "not a Go program"
 		} else {
-			p.Skip = planOne(&p, bin, offs, offErr)
+			err := offErr
+			if err == nil && inst.Module != "" {
+				err = modErrs[inst.Module]
+			}
+			p.Skip = planOne(&p, bin, offs, err)
 		}
 		plans = append(plans, p)
 	}
@@ -129,6 +137,10 @@ func planOne(p *Plan, bin *binary.File, offs map[offsets.Field]offsets.Offset, o
 		if !c.Check(bin.Version) {
 			return fmt.Sprintf("needs Go %s, target is %s", inst.GoVersions, bin.GoVersion)
 		}
+	}
+	if why, linked := moduleFits(inst, bin); why != "" {
+		p.NotLinked = !linked
+		return why
 	}
 	for _, pr := range probes {
 		if pr.Uretprobe && bin.IsGo() {
@@ -231,13 +243,74 @@ func addUnreported(list []Unreported, value, name string, names []offsets.Field)
 	return append(list, Unreported{Value: value, Consts: []string{name}, Missing: names})
 }
 
-// resolveOffsets reads the offsets of fields for bin's Go version.
-func resolveOffsets(bin *binary.File, table *offsets.Table, fields []offsets.Field) (map[offsets.Field]offsets.Offset, string, error) {
+// moduleFits says why inst cannot attach to bin for its module ("" when it
+// can), and whether the binary links the module at all.
+func moduleFits(inst *instrumentors.Instrumentor, bin *binary.File) (why string, linked bool) {
+	if inst.Module == "" {
+		return "", true
+	}
+	v, ok := bin.Modules[inst.Module]
+	if !ok {
+		return fmt.Sprintf("no %s in this binary (module %s is not in its build info)", cmp.Or(inst.Library, inst.Module), inst.Module), false
+	}
+	if inst.ModuleVersions == "" {
+		return "", true
+	}
+	c, err := version.NewConstraint(inst.ModuleVersions)
+	if err != nil {
+		return fmt.Sprintf("bad %s version constraint %q: %v", inst.Module, inst.ModuleVersions, err), true
+	}
+	mv, err := offsets.ModuleVersion(v)
+	if err != nil || !c.Check(mv) {
+		return fmt.Sprintf("needs %s %s, target has %q", inst.Module, inst.ModuleVersions, v), true
+	}
+	return "", true
+}
+
+// resolveOffsets reads the offsets of fields for bin: the standard
+// library's for its Go version, each module's for the version of it that
+// bin links. A module bin does not link gives absent members (its
+// instrumentors do not attach: moduleFits).
+func resolveOffsets(bin *binary.File, table *offsets.Table, fields []offsets.Field) (offs map[offsets.Field]offsets.Offset, from string, modErrs map[string]error, err error) {
 	loadDWARF := func() (*dwarf.Data, error) {
 		if !bin.HasDWARF {
 			return nil, errors.New("no DWARF sections")
 		}
 		return bin.DWARF()
 	}
-	return offsets.Resolve(table, bin.Version, loadDWARF, bin.Settings["GOEXPERIMENT"] != "", fields)
+	var std []offsets.Field
+	byModule := map[string][]offsets.Field{}
+	for _, f := range fields {
+		if f.Module == "" {
+			std = append(std, f)
+		} else {
+			byModule[f.Module] = append(byModule[f.Module], f)
+		}
+	}
+	offs, from, err = offsets.Resolve(table, bin.Version, loadDWARF, bin.Settings["GOEXPERIMENT"] != "", std)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	modErrs = map[string]error{}
+	for _, m := range slices.Sorted(maps.Keys(byModule)) {
+		v, linked := bin.Modules[m]
+		if !linked {
+			for _, f := range byModule[m] {
+				offs[f] = offsets.Offset{}
+			}
+			continue
+		}
+		got, mfrom, err := offsets.ResolveModule(m, v, loadDWARF, byModule[m])
+		if err != nil {
+			// Only the instrumentors of this module are concerned.
+			for _, f := range byModule[m] {
+				offs[f] = offsets.Offset{}
+			}
+			modErrs[m] = err
+			continue
+		}
+		maps.Copy(offs, got)
+		from += fmt.Sprintf("; %s %s from the %s", m, v, mfrom)
+	}
+	return offs, from, modErrs, nil
 }

@@ -17,7 +17,7 @@ type targetRuntime struct {
 
 // runtimeOffsets resolves offsets.Runtime for bin.
 func runtimeOffsets(bin *binary.File, table *offsets.Table) (targetRuntime, error) {
-	got, _, err := resolveOffsets(bin, table, offsets.Runtime)
+	got, _, _, err := resolveOffsets(bin, table, offsets.Runtime)
 	if err != nil {
 		return targetRuntime{}, err
 	}

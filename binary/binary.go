@@ -42,6 +42,11 @@ type File struct {
 	HasDWARF  bool              // has a .debug_info section (also zlib-compressed .zdebug_info); DWARF parses it
 	Settings  map[string]string // build settings from build info (-ldflags, CGO_ENABLED, …)
 	MainPath  string            // main package path from build info
+	// Modules are the modules the binary was built with, by path, with
+	// the version of the code linked in ("v1.62.1"): a replacement's
+	// version when one replaced the module, "" when a local directory
+	// did. From build info, so stripped binaries have them too.
+	Modules map[string]string
 
 	elf    *elf.File
 	closer io.Closer
@@ -145,6 +150,14 @@ func (f *File) readBuildInfo(r io.ReaderAt) error {
 	f.MainPath = bi.Path
 	for _, s := range bi.Settings {
 		f.Settings[s.Key] = s.Value
+	}
+	f.Modules = make(map[string]string, len(bi.Deps))
+	for _, d := range bi.Deps {
+		v := d.Version
+		if d.Replace != nil {
+			v = d.Replace.Version
+		}
+		f.Modules[d.Path] = v
 	}
 	switch f.Arch {
 	case "amd64":

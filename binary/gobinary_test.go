@@ -636,3 +636,22 @@ func TestPIE(t *testing.T) {
 		}
 	}
 }
+
+// TestModules: the modules a program links come from its build info, also
+// when it is stripped (the relay sample requires golang.org/x/sync v0.1.0).
+func TestModules(t *testing.T) {
+	for _, v := range []string{"1.13.15", "1.27.4"} {
+		bin, err := testapp.Build("relay", v, testapp.Options{Stripped: true}, t.Logf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := Open(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.Modules["golang.org/x/sync"]; got != "v0.1.0" {
+			t.Errorf("Go %s: Modules = %v, want golang.org/x/sync v0.1.0", v, f.Modules)
+		}
+		f.Close()
+	}
+}

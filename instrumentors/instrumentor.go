@@ -36,6 +36,15 @@ type Instrumentor struct {
 	// GoVersions is a hashicorp/go-version constraint on the target's Go
 	// version; empty means every version uranus supports.
 	GoVersions string
+	// Module is the module that the instrumented library comes from, for a
+	// library outside the standard library ("google.golang.org/grpc"): a
+	// binary whose build info does not list it does not link the library
+	// (an INFO fact, as for Library), and the members its Consts name
+	// with offsets.Field.Module set come from that module's offsets table
+	// for the version linked in. ModuleVersions constrains that version
+	// as GoVersions does Go's ("v" left out: ">= 1.60").
+	Module         string
+	ModuleVersions string
 	// Spec loads the BPF collection (a bpf2go Load function).
 	Spec func() (*ebpf.CollectionSpec, error)
 	// Probes are the functions to attach to.

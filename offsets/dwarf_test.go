@@ -76,15 +76,15 @@ func TestFromDWARFProbe(t *testing.T) {
 	const name = "main.probe"
 	p := &probe{}
 	want := map[Field]Offset{
-		{name, "A"}:             {uint64(unsafe.Offsetof(p.A)), true},
-		{name, "B"}:             {uint64(unsafe.Offsetof(p.B)), true},
-		{name, "C"}:             {uint64(unsafe.Offsetof(p.C)), true},
-		{name, "D"}:             {uint64(unsafe.Offsetof(p.D)), true},
-		{name, "probeEmbedded"}: {uint64(unsafe.Offsetof(p.probeEmbedded)), true},
-		{name, "E"}:             {}, // promoted fields are not members
-		{name, "nope"}:          {},
-		{name, SizeMember}:      {uint64(unsafe.Sizeof(*p)), true},
-		{"runtime.g", "goid"}:   {0, true},
+		{Struct: name, Member: "A"}:             {uint64(unsafe.Offsetof(p.A)), true},
+		{Struct: name, Member: "B"}:             {uint64(unsafe.Offsetof(p.B)), true},
+		{Struct: name, Member: "C"}:             {uint64(unsafe.Offsetof(p.C)), true},
+		{Struct: name, Member: "D"}:             {uint64(unsafe.Offsetof(p.D)), true},
+		{Struct: name, Member: "probeEmbedded"}: {uint64(unsafe.Offsetof(p.probeEmbedded)), true},
+		{Struct: name, Member: "E"}:             {}, // promoted fields are not members
+		{Struct: name, Member: "nope"}:          {},
+		{Struct: name, Member: SizeMember}:      {uint64(unsafe.Sizeof(*p)), true},
+		{Struct: "runtime.g", Member: "goid"}:   {0, true},
 	}
 	var fields []Field
 	for f := range want {
@@ -94,7 +94,7 @@ func TestFromDWARFProbe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	goid := Field{"runtime.g", "goid"}
+	goid := Field{Struct: "runtime.g", Member: "goid"}
 	if !got[goid].Present || got[goid].Value == 0 {
 		t.Errorf("runtime.g.goid = %+v", got[goid])
 	}
@@ -103,7 +103,7 @@ func TestFromDWARFProbe(t *testing.T) {
 		t.Errorf("FromDWARF = %v\nwant %v", got, want)
 	}
 
-	_, err = FromDWARF(d, []Field{{name, "A"}, {"net/http.NoSuch", "x"}, {"a/b.Missing", "y"}})
+	_, err = FromDWARF(d, []Field{{Struct: name, Member: "A"}, {Struct: "net/http.NoSuch", Member: "x"}, {Struct: "a/b.Missing", Member: "y"}})
 	var miss *MissingStructsError
 	if !errors.Is(err, ErrStructNotFound) || !errors.As(err, &miss) {
 		t.Fatalf("FromDWARF with missing structs: %v", err)
@@ -207,20 +207,20 @@ func TestFromDWARFSynthetic(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := FromDWARF(d, []Field{
-		{"runtime.g", "stack"}, {"runtime.g", "goid"}, {"runtime.g", "m"}, {"runtime.g", "sched"},
-		{"runtime.g", "decoy"}, {"runtime.g", SizeMember}, {"net/url.URL", "Host"},
+		{Struct: "runtime.g", Member: "stack"}, {Struct: "runtime.g", Member: "goid"}, {Struct: "runtime.g", Member: "m"}, {Struct: "runtime.g", Member: "sched"},
+		{Struct: "runtime.g", Member: "decoy"}, {Struct: "runtime.g", Member: SizeMember}, {Struct: "net/url.URL", Member: "Host"},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[Field]Offset{
-		{"runtime.g", "stack"}:    {0, true},
-		{"runtime.g", "goid"}:     {152, true},
-		{"runtime.g", "m"}:        {300, true},
-		{"runtime.g", "sched"}:    {56, true},
-		{"runtime.g", "decoy"}:    {}, // belongs to the struct nested in a function
-		{"runtime.g", SizeMember}: {440, true},
-		{"net/url.URL", "Host"}:   {},
+		{Struct: "runtime.g", Member: "stack"}:    {0, true},
+		{Struct: "runtime.g", Member: "goid"}:     {152, true},
+		{Struct: "runtime.g", Member: "m"}:        {300, true},
+		{Struct: "runtime.g", Member: "sched"}:    {56, true},
+		{Struct: "runtime.g", Member: "decoy"}:    {}, // belongs to the struct nested in a function
+		{Struct: "runtime.g", Member: SizeMember}: {440, true},
+		{Struct: "net/url.URL", Member: "Host"}:   {},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("FromDWARF = %v\nwant %v", got, want)
@@ -234,7 +234,7 @@ func TestFromDWARFSynthetic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := FromDWARF(d, []Field{{"runtime.g", "goid"}}); err == nil || !strings.Contains(err.Error(), "runtime.g") {
+	if _, err := FromDWARF(d, []Field{{Struct: "runtime.g", Member: "goid"}}); err == nil || !strings.Contains(err.Error(), "runtime.g") {
 		t.Errorf("FromDWARF with a bad location = %v; want an error naming the struct", err)
 	}
 }
@@ -261,7 +261,7 @@ func TestFromDWARFDeepNesting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	goid := Field{"runtime.g", "goid"}
+	goid := Field{Struct: "runtime.g", Member: "goid"}
 	got, err := FromDWARF(d, []Field{goid})
 	if err != nil || got[goid] != (Offset{8, true}) {
 		t.Errorf("FromDWARF = %v, %v", got, err)
@@ -296,7 +296,7 @@ func FuzzFromDWARF(f *testing.F) {
 		if err != nil {
 			return
 		}
-		fields := []Field{{"runtime.g", "goid"}, {"runtime.g", "m"}, {"runtime.g", SizeMember}, {"net/url.URL", "Host"}}
+		fields := []Field{{Struct: "runtime.g", Member: "goid"}, {Struct: "runtime.g", Member: "m"}, {Struct: "runtime.g", Member: SizeMember}, {Struct: "net/url.URL", Member: "Host"}}
 		got, err := fromDWARF(d, fields)
 		if err == nil && len(got) != len(fields) {
 			t.Fatalf("FromDWARF returned %d fields, want %d", len(got), len(fields))

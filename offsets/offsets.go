@@ -21,6 +21,12 @@ import (
 type Field struct {
 	Struct string // type name as DWARF spells it, e.g. "net/http.Request"
 	Member string // member name, e.g. "Method"
+	// Module is the module whose package defines Struct, e.g.
+	// "google.golang.org/grpc"; empty for the standard library. A
+	// module's layouts follow its own version, which the target's build
+	// info records, rather than Go's: they come from that module's table
+	// (see ModuleTable), keyed by the module's version.
+	Module string
 }
 
 func (f Field) String() string { return f.Struct + "." + f.Member }
@@ -41,15 +47,15 @@ const Regenerate = "go run ./offsets/gen"
 // Runtime lists the runtime members the shared BPF code needs in every
 // target, whatever instrumentors are enabled.
 var Runtime = []Field{
-	{"runtime.g", "goid"},
-	{"runtime.g", "parentGoid"}, // Go 1.21+: the creator, for a free one-level parent
+	{Struct: "runtime.g", Member: "goid"},
+	{Struct: "runtime.g", Member: "parentGoid"}, // Go 1.21+: the creator, for a free one-level parent
 	// Naming a type from its descriptor's address (an error's dynamic type):
 	// the descriptor is runtime._type up to Go 1.20, internal/abi.Type after.
-	{"runtime.moduledata", "types"},
-	{"runtime._type", "str"},
-	{"runtime._type", "tflag"},
-	{"internal/abi.Type", "Str"},
-	{"internal/abi.Type", "TFlag"},
+	{Struct: "runtime.moduledata", Member: "types"},
+	{Struct: "runtime._type", Member: "str"},
+	{Struct: "runtime._type", Member: "tflag"},
+	{Struct: "internal/abi.Type", Member: "Str"},
+	{Struct: "internal/abi.Type", Member: "TFlag"},
 }
 
 // Resolve returns the offsets of fields for a target built with Go v, and

@@ -49,6 +49,7 @@ var ErrFieldNotInTable = errors.New("field not in the offsets table")
 // Table is the generated offsets table. It is immutable once parsed and safe
 // for concurrent use.
 type Table struct {
+	module  string // "" for the standard library's table, keyed by Go version
 	goarch  string
 	checked []*version.Version
 	covered []span
@@ -71,6 +72,7 @@ type row struct {
 
 type tableFile struct {
 	About   string                          `json:"about"`
+	Module  string                          `json:"module,omitempty"` // a module's table: versions are the module's ("v1.62.1")
 	GOARCH  string                          `json:"goarch"`
 	Checked []string                        `json:"checked"`
 	Covered []string                        `json:"covered"`
@@ -114,7 +116,7 @@ func Parse(data []byte) (*Table, error) {
 	if dec.More() {
 		return nil, errors.New("parsing offsets table: trailing data after the table")
 	}
-	t := &Table{goarch: f.GOARCH, structs: make(map[string]map[string][]row)}
+	t := &Table{module: f.Module, goarch: f.GOARCH, structs: make(map[string]map[string][]row)}
 
 	checked := make(map[string]bool)
 	for _, s := range f.Checked {
@@ -157,7 +159,7 @@ func Parse(data []byte) (*Table, error) {
 		}
 		ms := make(map[string][]row, len(members))
 		for mname, rows := range members {
-			fld := Field{sname, mname}
+			fld := Field{Struct: sname, Member: mname, Module: f.Module}
 			if mname == "" {
 				return nil, fmt.Errorf("offsets table: empty member name in %s", sname)
 			}
@@ -280,13 +282,13 @@ func (t *Table) Lookup(v *version.Version, fields []Field) (map[Field]Offset, er
 	}
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%w: %s; the table was generated without them, add them to the generator's field list and run `%s`",
-			ErrFieldNotInTable, strings.Join(missing, ", "), Regenerate)
+			ErrFieldNotInTable, strings.Join(missing, ", "), t.regenerate())
 	}
 	if v == nil {
-		return nil, fmt.Errorf("%w: unknown Go version", ErrVersionNotCovered)
+		return nil, fmt.Errorf("%w: unknown %s version", ErrVersionNotCovered, t.subject())
 	}
 	if why := t.uncovered(v); why != "" {
-		return nil, fmt.Errorf("%w: Go %s: %s; regenerate the table with `%s`", ErrVersionNotCovered, v, why, Regenerate)
+		return nil, fmt.Errorf("%w: %s %s: %s; regenerate the table with `%s`", ErrVersionNotCovered, t.subject(), v, why, t.regenerate())
 	}
 	res := make(map[Field]Offset, len(fields))
 	for _, f := range fields {
@@ -298,11 +300,30 @@ func (t *Table) Lookup(v *version.Version, fields []Field) (map[Field]Offset, er
 			}
 		}
 		if !found { // Parse guarantees a row for every covered version.
-			return nil, fmt.Errorf("offsets table: no row for %s in Go %s", f, v)
+			return nil, fmt.Errorf("offsets table: no row for %s in %s %s", f, t.subject(), v)
 		}
 	}
 	return res, nil
 }
+
+// subject names what the table's versions are versions of.
+func (t *Table) subject() string {
+	if t.module != "" {
+		return t.module
+	}
+	return "Go"
+}
+
+func (t *Table) regenerate() string {
+	if t.module != "" {
+		return Regenerate + " -module " + t.module
+	}
+	return Regenerate
+}
+
+// Module is the module whose layouts the table holds; "" for the standard
+// library's table.
+func (t *Table) Module() string { return t.module }
 
 // uncovered explains why v is not covered, or returns "" when it is.
 func (t *Table) uncovered(v *version.Version) string {
@@ -327,6 +348,8 @@ func (t *Table) uncovered(v *version.Version) string {
 		}
 	}
 	switch {
+	case below == nil && above == nil && t.module != "":
+		return fmt.Sprintf("no v%d.%d release was checked", v.Segments64()[0], v.Segments64()[1])
 	case below == nil && above == nil:
 		return fmt.Sprintf("no go%d.%d toolchain was checked", v.Segments64()[0], v.Segments64()[1])
 	case below == nil:
@@ -350,7 +373,7 @@ func (t *Table) Fields() []Field {
 	var fs []Field
 	for s, ms := range t.structs {
 		for m := range ms {
-			fs = append(fs, Field{s, m})
+			fs = append(fs, Field{Struct: s, Member: m, Module: t.module})
 		}
 	}
 	sort.Slice(fs, func(i, j int) bool {

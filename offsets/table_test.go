@@ -37,9 +37,9 @@ const testTable = `{
 }`
 
 var (
-	method  = Field{"net/http.Request", "Method"}
-	pattern = Field{"net/http.Request", "Pattern"}
-	count   = Field{"runtime.hmap", "count"}
+	method  = Field{Struct: "net/http.Request", Member: "Method"}
+	pattern = Field{Struct: "net/http.Request", Member: "Pattern"}
+	count   = Field{Struct: "runtime.hmap", Member: "count"}
 )
 
 func mustParse(t testing.TB, s string) *Table {
@@ -121,7 +121,7 @@ func TestLookupErrors(t *testing.T) {
 	v := version.Must(version.NewVersion("1.22.7"))
 	uncovered := version.Must(version.NewVersion("1.30.0"))
 
-	for _, f := range []Field{{"net/http.Request", "Nope"}, {"net/http.Nope", "Method"}} {
+	for _, f := range []Field{{Struct: "net/http.Request", Member: "Nope"}, {Struct: "net/http.Nope", Member: "Method"}} {
 		for _, ver := range []*version.Version{v, uncovered} {
 			_, err := tab.Lookup(ver, []Field{method, f})
 			if !errors.Is(err, ErrFieldNotInTable) || errors.Is(err, ErrVersionNotCovered) {
@@ -249,7 +249,7 @@ func FuzzTableJSON(f *testing.F) {
 }
 
 func TestResolve(t *testing.T) {
-	goid := Field{"runtime.g", "goid"}
+	goid := Field{Struct: "runtime.g", Member: "goid"}
 	tab := mustParse(t, `{"checked": ["1.22.0", "1.22.12"], "covered": [">= 1.22.0, <= 1.22.12"],
 		"structs": {"runtime.g": {"goid": [{"versions": ">= 1.22.0, <= 1.22.12", "offset": 160}]}}}`)
 	d, err := dwarf.New(testAbbrev, nil, nil, syntheticInfo(), nil, nil, nil, nil)
@@ -283,7 +283,7 @@ func TestResolve(t *testing.T) {
 		t.Errorf("Resolve(uncovered, no DWARF) = %v", err)
 	}
 	// A field missing from the table is not papered over with DWARF.
-	if _, _, err := Resolve(tab, uncovered, withDWARF, false, []Field{goid, {"runtime.g", "m"}}); !errors.Is(err, ErrFieldNotInTable) {
+	if _, _, err := Resolve(tab, uncovered, withDWARF, false, []Field{goid, {Struct: "runtime.g", Member: "m"}}); !errors.Is(err, ErrFieldNotInTable) {
 		t.Errorf("Resolve(field not in table) = %v", err)
 	}
 	// A struct missing from the target's DWARF makes its members absent,

@@ -15,10 +15,16 @@ import (
 // elsewhere); a member no checked version has is a misspelling and fails the
 // generation.
 func wantedFields() []offsets.Field {
-	fs := instrumentors.Fields(all.List)
+	var fs []offsets.Field
 	seen := map[offsets.Field]bool{}
-	for _, f := range fs {
-		seen[f] = true
+	for _, f := range instrumentors.Fields(all.List) {
+		// Members of modules outside the standard library follow the
+		// module's version, not Go's: they belong to that module's
+		// table (offsets/modules), not to this one.
+		if f.Module == "" {
+			fs = append(fs, f)
+			seen[f] = true
+		}
 	}
 	add := func(s string, members ...string) {
 		for _, m := range members {
