@@ -98,6 +98,22 @@ func main() {
 		g.Wait()
 		fmt.Fprint(w, strings.Join(results, "\n"))
 	})
+	// An errgroup, made by WithContext when ctx=1, whose one goroutine
+	// fails when fail=1: what the toy instrumentor of internal/toy reads.
+	mux.HandleFunc("/errgroup", func(w http.ResponseWriter, r *http.Request) {
+		g := &errgroup.Group{}
+		if r.URL.Query().Get("ctx") == "1" {
+			g, _ = errgroup.WithContext(r.Context())
+		}
+		fail := r.URL.Query().Get("fail") == "1"
+		g.Go(func() error {
+			if fail {
+				return fmt.Errorf("failed on purpose")
+			}
+			return nil
+		})
+		fmt.Fprint(w, g.Wait())
+	})
 	// n goroutines, each one call.
 	mux.HandleFunc("/fanout", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
