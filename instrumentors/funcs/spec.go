@@ -224,6 +224,13 @@ func checkNames(params, results []Param) error {
 	return nil
 }
 
+// sigParser reads a --func signature. It is written by hand rather than
+// with go/parser because a signature is not Go source: the function is
+// named by its symbol ("github.com/x/y.(*T).M", a package path with slashes
+// and dots, a method by its receiver in parentheses), and types are
+// qualified by package path too ("*github.com/x/y.T"), which go/parser
+// rejects; Go's own syntax (pointers, slices, arrays, maps, channels, func,
+// struct and interface literals, type arguments) is followed as written.
 type sigParser struct {
 	src string
 	pos int
@@ -402,7 +409,8 @@ func isIdent(s string) bool {
 	return true
 }
 
-// typ reads one type.
+// typ reads one type: by its first token, then by the keyword or name
+// that starts it.
 func (p *sigParser) typ(depth int) (*TypeExpr, error) {
 	if depth > maxTypeDepth {
 		return nil, fmt.Errorf("types nested deeper than %d", maxTypeDepth)
@@ -415,45 +423,13 @@ func (p *sigParser) typ(depth int) (*TypeExpr, error) {
 	switch {
 	case rest[0] == '*':
 		p.pos++
-		elem, err := p.typ(depth + 1)
-		if err != nil {
-			return nil, err
-		}
-		return &TypeExpr{Kind: ExprPointer, Elem: elem}, nil
+		return p.wrap(depth, ExprPointer)
 	case strings.HasPrefix(rest, "..."):
 		p.pos += 3
-		elem, err := p.typ(depth + 1)
-		if err != nil {
-			return nil, err
-		}
-		return &TypeExpr{Kind: ExprSlice, Elem: elem}, nil
+		return p.wrap(depth, ExprSlice)
 	case rest[0] == '[':
 		p.pos++
-		p.skipSpace()
-		if p.peek() == ']' {
-			p.pos++
-			elem, err := p.typ(depth + 1)
-			if err != nil {
-				return nil, err
-			}
-			return &TypeExpr{Kind: ExprSlice, Elem: elem}, nil
-		}
-		start := p.pos
-		for !p.eof() && p.peek() >= '0' && p.peek() <= '9' {
-			p.pos++
-		}
-		n, err := strconv.ParseInt(p.src[start:p.pos], 10, 64)
-		if err != nil || n < 0 || n > 1<<30 {
-			return nil, fmt.Errorf("bad array length at offset %d", start)
-		}
-		if err := p.expect("]"); err != nil {
-			return nil, err
-		}
-		elem, err := p.typ(depth + 1)
-		if err != nil {
-			return nil, err
-		}
-		return &TypeExpr{Kind: ExprArray, Len: n, Elem: elem}, nil
+		return p.sliceOrArray(depth)
 	case rest[0] == '(':
 		p.pos++
 		t, err := p.typ(depth + 1)
@@ -466,92 +442,148 @@ func (p *sigParser) typ(depth int) (*TypeExpr, error) {
 		if err := p.keyword("chan"); err != nil {
 			return nil, err
 		}
-		elem, err := p.typ(depth + 1)
-		if err != nil {
-			return nil, err
-		}
-		return &TypeExpr{Kind: ExprChan, Elem: elem, Text: "<-chan " + elem.String()}, nil
+		return p.chanOf(depth, "<-chan ")
 	}
 	word := p.word()
 	switch word {
 	case "":
 		return nil, fmt.Errorf("expected a type at offset %d, found %q", p.pos, p.rest(10))
 	case "map":
-		if err := p.expect("["); err != nil {
-			return nil, err
-		}
-		key, err := p.typ(depth + 1)
-		if err != nil {
-			return nil, err
-		}
-		if err := p.expect("]"); err != nil {
-			return nil, err
-		}
-		val, err := p.typ(depth + 1)
-		if err != nil {
-			return nil, err
-		}
-		return &TypeExpr{Kind: ExprMap, Key: key, Elem: val}, nil
+		return p.mapType(depth)
 	case "chan":
 		p.skipSpace()
-		prefix := "chan "
 		if strings.HasPrefix(p.src[p.pos:], "<-") {
 			p.pos += 2
-			prefix = "chan<- "
+			return p.chanOf(depth, "chan<- ")
 		}
-		elem, err := p.typ(depth + 1)
-		if err != nil {
-			return nil, err
-		}
-		return &TypeExpr{Kind: ExprChan, Elem: elem, Text: prefix + elem.String()}, nil
+		return p.chanOf(depth, "chan ")
 	case "func":
-		p.skipSpace()
-		params, err := p.params()
-		if err != nil {
-			return nil, err
-		}
-		text := "func" + typeList(params)
-		p.skipSpace()
-		switch c := p.peek(); {
-		case c == '(':
-			results, err := p.params()
-			if err != nil {
-				return nil, err
-			}
-			if len(results) == 1 {
-				text += " " + results[0].Type.String()
-			} else if len(results) > 1 {
-				text += " " + typeList(results)
-			}
-		case c != 0 && c != ',' && c != ')' && c != ']' && c != '{' && c != ';' && c != '}':
-			r, err := p.typ(depth + 1)
-			if err != nil {
-				return nil, err
-			}
-			text += " " + r.String()
-		}
-		return &TypeExpr{Kind: ExprFunc, Text: text}, nil
+		return p.funcType(depth)
 	case "interface", "struct":
-		body, err := p.braces()
+		return p.bracedType(word)
+	}
+	return p.named(depth, word)
+}
+
+// wrap reads the element type of a pointer or slice whose prefix was read.
+func (p *sigParser) wrap(depth int, kind ExprKind) (*TypeExpr, error) {
+	elem, err := p.typ(depth + 1)
+	if err != nil {
+		return nil, err
+	}
+	return &TypeExpr{Kind: kind, Elem: elem}, nil
+}
+
+// sliceOrArray reads "]T" or "N]T", after the '['.
+func (p *sigParser) sliceOrArray(depth int) (*TypeExpr, error) {
+	p.skipSpace()
+	if p.peek() == ']' {
+		p.pos++
+		return p.wrap(depth, ExprSlice)
+	}
+	start := p.pos
+	for !p.eof() && p.peek() >= '0' && p.peek() <= '9' {
+		p.pos++
+	}
+	n, err := strconv.ParseInt(p.src[start:p.pos], 10, 64)
+	if err != nil || n < 0 || n > 1<<30 {
+		return nil, fmt.Errorf("bad array length at offset %d", start)
+	}
+	if err := p.expect("]"); err != nil {
+		return nil, err
+	}
+	elem, err := p.typ(depth + 1)
+	if err != nil {
+		return nil, err
+	}
+	return &TypeExpr{Kind: ExprArray, Len: n, Elem: elem}, nil
+}
+
+// chanOf reads a channel's element type; prefix spells its direction.
+func (p *sigParser) chanOf(depth int, prefix string) (*TypeExpr, error) {
+	elem, err := p.typ(depth + 1)
+	if err != nil {
+		return nil, err
+	}
+	return &TypeExpr{Kind: ExprChan, Elem: elem, Text: prefix + elem.String()}, nil
+}
+
+// mapType reads "[K]V", after "map".
+func (p *sigParser) mapType(depth int) (*TypeExpr, error) {
+	if err := p.expect("["); err != nil {
+		return nil, err
+	}
+	key, err := p.typ(depth + 1)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.expect("]"); err != nil {
+		return nil, err
+	}
+	val, err := p.typ(depth + 1)
+	if err != nil {
+		return nil, err
+	}
+	return &TypeExpr{Kind: ExprMap, Key: key, Elem: val}, nil
+}
+
+// funcType reads a function type's parameters and results, after "func";
+// only its text is kept (a func value is one pointer, never followed).
+func (p *sigParser) funcType(depth int) (*TypeExpr, error) {
+	p.skipSpace()
+	params, err := p.params()
+	if err != nil {
+		return nil, err
+	}
+	text := "func" + typeList(params)
+	p.skipSpace()
+	switch c := p.peek(); {
+	case c == '(':
+		results, err := p.params()
 		if err != nil {
 			return nil, err
 		}
-		if body == "" {
-			return &TypeExpr{Kind: map[string]ExprKind{"interface": ExprInterface, "struct": ExprStruct}[word], Text: word + " {}", Empty: true}, nil
+		if len(results) == 1 {
+			text += " " + results[0].Type.String()
+		} else if len(results) > 1 {
+			text += " " + typeList(results)
 		}
-		kind := ExprInterface
-		if word == "struct" {
-			kind = ExprStruct
+	case c != 0 && c != ',' && c != ')' && c != ']' && c != '{' && c != ';' && c != '}':
+		r, err := p.typ(depth + 1)
+		if err != nil {
+			return nil, err
 		}
-		return &TypeExpr{Kind: kind, Text: word + " { " + body + " }"}, nil
+		text += " " + r.String()
 	}
+	return &TypeExpr{Kind: ExprFunc, Text: text}, nil
+}
+
+// bracedType reads an interface or struct literal's body, after its
+// keyword; only its text is kept.
+func (p *sigParser) bracedType(word string) (*TypeExpr, error) {
+	body, err := p.braces()
+	if err != nil {
+		return nil, err
+	}
+	kind := ExprInterface
+	if word == "struct" {
+		kind = ExprStruct
+	}
+	if body == "" {
+		return &TypeExpr{Kind: kind, Text: word + " {}", Empty: true}, nil
+	}
+	return &TypeExpr{Kind: kind, Text: word + " { " + body + " }"}, nil
+}
+
+// named checks a type name (a predeclared one, or a package path's:
+// "github.com/x/y.T") and reads its type arguments, "pkg.List[int]".
+func (p *sigParser) named(depth int, word string) (*TypeExpr, error) {
 	if strings.ContainsAny(word[len(word)-1:], "./-~") || strings.Contains(word, "..") || strings.Contains(word, "//") {
 		return nil, fmt.Errorf("%q is not a type name", word)
 	}
 	if word == "any" {
 		return &TypeExpr{Kind: ExprInterface, Text: "interface {}", Empty: true}, nil
 	}
-	// Type arguments of a generic type: pkg.List[int].
 	if p.peek() == '[' {
 		p.pos++
 		var args []string
