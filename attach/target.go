@@ -288,16 +288,53 @@ func (a *Attacher) load(pr *probes, plan *Plan, bin *binary.File, ex *link.Execu
 	}
 	// Programs serving a feature that is off are not loaded at all: the
 	// inject program, for one, may be refused under kernel lockdown.
-	for _, pp := range plan.Probes {
-		if pp.Requires != "" && !a.features[pp.Requires] {
-			delete(spec.Programs, pp.Entry)
-			delete(spec.Programs, pp.Return)
+	pruneFeatures(spec, plan, func(f string) bool { return !a.features[f] })
+	l := &loaded{plan: plan, source: a.addSource(pr, plan)}
+	if err := a.setConstants(spec, pr, plan, bin, l.source); err != nil {
+		return nil, err
+	}
+	repl, err := a.mapReplacements(spec, pr)
+	if err != nil {
+		return nil, err
+	}
+	// Probes on a whole file go on in one uprobe_multi link per program
+	// where the kernel has them; a program is loaded for one kind of link.
+	multi := a.multi && pr.key.pid == 0
+	if multi {
+		for _, ps := range spec.Programs {
+			if ps.Type == ebpf.Kprobe {
+				ps.AttachType = ebpf.AttachTraceUprobeMulti
+			}
 		}
 	}
-	l := &loaded{plan: plan, source: a.addSource(pr, plan)}
+	if l.coll, err = a.newCollection(pr, spec, plan, repl); err != nil {
+		return nil, err
+	}
+	if err := l.fillMaps(); err != nil {
+		l.close()
+		return nil, err
+	}
+	for name, prog := range l.coll.Programs {
+		if info, err := prog.Info(); err == nil {
+			if id, ok := info.ID(); ok {
+				a.log.Debug("loaded BPF program", "exe", pr.path, "pid", pr.key.pid, "instrumentor", plan.Inst.ID, "program", name, "prog_id", id)
+			}
+		}
+	}
+	if err := l.attachSites(ex, planSites(plan, spec), pr.key.pid, multi); err != nil {
+		l.close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// setConstants gives the programs the core's constants (the ABI, the
+// process's runtime offsets, the features, the sampler's settings) and the
+// plan's.
+func (a *Attacher) setConstants(spec *ebpf.CollectionSpec, pr *probes, plan *Plan, bin *binary.File, source uint32) error {
 	core := map[string]any{
 		"go_regabi":         boolByte(bin.RegABI),
-		"source_id":         l.source,
+		"source_id":         source,
 		"off_g_goid":        pr.runtime.goid,
 		"off_g_parent_goid": pr.runtime.parentGoid,
 		"scope_pidns_dev":   a.pidns.dev,
@@ -312,20 +349,27 @@ func (a *Attacher) load(pr *probes, plan *Plan, bin *binary.File, ex *link.Execu
 	for name, v := range core {
 		if vs, ok := spec.Variables[name]; ok {
 			if err := setVariable(vs, v); err != nil {
-				return nil, fmt.Errorf("setting %s: %w", name, err)
+				return fmt.Errorf("setting %s: %w", name, err)
 			}
 		}
 	}
 	for name, v := range plan.Consts {
 		vs, ok := spec.Variables[name]
 		if !ok {
-			return nil, fmt.Errorf("the BPF program declares no constant %s", name)
+			return fmt.Errorf("the BPF program declares no constant %s", name)
 		}
 		if err := setVariable(vs, v); err != nil {
-			return nil, fmt.Errorf("setting %s: %w", name, err)
+			return fmt.Errorf("setting %s: %w", name, err)
 		}
 	}
+	return nil
+}
 
+// mapReplacements are the maps the collection shares instead of creating
+// its own: the ring buffer, the process's goroutine spans, and the socket
+// programs' maps when propagation is network (else those are made tiny:
+// never used).
+func (a *Attacher) mapReplacements(spec *ebpf.CollectionSpec, pr *probes) (map[string]*ebpf.Map, error) {
 	repl := map[string]*ebpf.Map{}
 	if ms, ok := spec.Maps["events"]; ok {
 		ms.MaxEntries = uint32(a.opts.RingBufferBytes)
@@ -333,6 +377,7 @@ func (a *Attacher) load(pr *probes, plan *Plan, bin *binary.File, ex *link.Execu
 	}
 	if ms, ok := spec.Maps["goroutine_spans"]; ok {
 		if pr.goSpans == nil {
+			var err error
 			if pr.goSpans, err = ebpf.NewMap(ms); err != nil {
 				return nil, permissionHint("creating the goroutine span map", err)
 			}
@@ -346,25 +391,21 @@ func (a *Attacher) load(pr *probes, plan *Plan, bin *binary.File, ex *link.Execu
 		if m := a.wireMap(name); m != nil {
 			repl[name] = m
 		} else {
-			ms.MaxEntries = 1 // propagation is not network: never used
+			ms.MaxEntries = 1
 		}
 	}
-	// Probes on a whole file go on in one uprobe_multi link per program
-	// where the kernel has them; a program is loaded for one kind of link.
-	multi := a.multi && pr.key.pid == 0
-	if multi {
-		for _, ps := range spec.Programs {
-			if ps.Type == ebpf.Kprobe {
-				ps.AttachType = ebpf.AttachTraceUprobeMulti
-			}
-		}
-	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
-	if err != nil && dropFeatures(spec, plan) {
-		// A kernel may refuse a feature's program (bpf_probe_write_user
-		// under lockdown) and still run the rest.
+	return repl, nil
+}
+
+// newCollection loads spec into the kernel. A kernel may refuse a
+// feature's program (bpf_probe_write_user under lockdown) and still run
+// the rest: then it is loaded again without any feature.
+func (a *Attacher) newCollection(pr *probes, spec *ebpf.CollectionSpec, plan *Plan, repl map[string]*ebpf.Map) (*ebpf.Collection, error) {
+	opts := ebpf.CollectionOptions{MapReplacements: repl}
+	coll, err := ebpf.NewCollectionWithOptions(spec, opts)
+	if err != nil && pruneFeatures(spec, plan, func(string) bool { return true }) {
 		a.log.Warn("loading without optional features", "exe", pr.path, "instrumentor", plan.Inst.ID, "err", err)
-		coll, err = ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
+		coll, err = ebpf.NewCollectionWithOptions(spec, opts)
 	}
 	if err != nil {
 		var ve *ebpf.VerifierError
@@ -373,30 +414,30 @@ func (a *Attacher) load(pr *probes, plan *Plan, bin *binary.File, ex *link.Execu
 		}
 		return nil, permissionHint("loading the BPF programs", err)
 	}
-	l.coll = coll
-	for name, entries := range plan.MapEntries {
-		m := coll.Maps[name]
+	return coll, nil
+}
+
+// fillMaps writes the plan's map entries (per-function settings, say)
+// before any probe is attached.
+func (l *loaded) fillMaps() error {
+	for name, entries := range l.plan.MapEntries {
+		m := l.coll.Maps[name]
 		if m == nil {
-			l.close()
-			return nil, fmt.Errorf("the BPF collection has no map %s", name)
+			return fmt.Errorf("the BPF collection has no map %s", name)
 		}
 		for _, e := range entries {
 			if err := m.Put(e.Key, e.Value); err != nil {
-				l.close()
-				return nil, fmt.Errorf("filling map %s: %w", name, err)
+				return fmt.Errorf("filling map %s: %w", name, err)
 			}
 		}
 	}
-	for name, prog := range coll.Programs {
-		if info, err := prog.Info(); err == nil {
-			if id, ok := info.ID(); ok {
-				a.log.Debug("loaded BPF program", "exe", pr.path, "pid", pr.key.pid, "instrumentor", plan.Inst.ID, "program", name, "prog_id", id)
-			}
-		}
-	}
+	return nil
+}
 
-	// Every site of the plan, by program; RETs before entries, so that no
-	// call is entered without its return being watched.
+// planSites lists every site of the plan whose program was loaded, by
+// program: RETs before entries, so that no call is entered without its
+// return being watched.
+func planSites(plan *Plan, spec *ebpf.CollectionSpec) []site {
 	var sites []site
 	for _, pp := range plan.Probes {
 		if pp.Func == nil || spec.Programs[pp.Entry] == nil && spec.Programs[pp.Return] == nil {
@@ -416,11 +457,7 @@ func (a *Attacher) load(pr *probes, plan *Plan, bin *binary.File, ex *link.Execu
 			sites = append(sites, site{pp.Entry, pp, 0, false})
 		}
 	}
-	if err := l.attachSites(ex, sites, pr.key.pid, multi); err != nil {
-		l.close()
-		return nil, err
-	}
-	return l, nil
+	return sites
 }
 
 // site is one place a program runs: an entry (offset 0) or a RET.
@@ -760,12 +797,12 @@ func (l *loaded) counters() Counters {
 	return c
 }
 
-// dropFeatures removes from spec the programs of plan's feature-gated
-// probes, reporting whether there were any.
-func dropFeatures(spec *ebpf.CollectionSpec, plan *Plan) bool {
+// pruneFeatures removes from spec the programs of the plan's probes that
+// serve a feature drop says to drop, and tells whether any was there.
+func pruneFeatures(spec *ebpf.CollectionSpec, plan *Plan, drop func(feature string) bool) bool {
 	dropped := false
 	for _, pp := range plan.Probes {
-		if pp.Requires == "" {
+		if pp.Requires == "" || !drop(pp.Requires) {
 			continue
 		}
 		for _, name := range []string{pp.Entry, pp.Return} {
