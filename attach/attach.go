@@ -211,20 +211,27 @@ func permissionHint(doing string, err error) error {
 // The BPF programs do not wake the reader for each record (that costs the
 // target ~15 us a request), so the reader polls, and is woken early only
 // when the ring is filling up. The poll interval doubles while the ring is
-// found empty, up to maxPollInterval (an idle sidecar costs next to
-// nothing), and drops back to minPollInterval as soon as records arrive.
-// When ctx is done it reads what is left, then returns.
+// found empty, up to maxPollInterval, or idlePollInterval once nothing has
+// come for idleAfter (see nextPollInterval), and drops back to
+// minPollInterval as soon as records arrive. When ctx is done it reads
+// what is left, then returns.
+//
+// With ByFile, the reaper runs on the reader's wakeups (see reap): an idle
+// sidecar wakes once per poll, not once per poll and once per reap.
 func (a *Attacher) Run(ctx context.Context) error {
 	a.running.Store(true)
 	defer func() {
 		a.running.Store(false)
 		a.releaseDrains()
 	}()
+	var reapNow chan struct{}
 	if a.opts.ByFile {
-		go a.reap(ctx)
+		reapNow = make(chan struct{}, 1)
+		go a.reap(ctx, reapNow)
 	}
+	lastReap := time.Now()
 	// A cancelled ctx wakes the reader at once, not at its poll deadline
-	// (up to a second when idle): uranus's exit waits for it.
+	// (up to idlePollInterval when idle): uranus's exit waits for it.
 	readDone := make(chan struct{})
 	defer close(readDone)
 	go func() {
@@ -238,8 +245,15 @@ func (a *Attacher) Run(ctx context.Context) error {
 	hdrSize := int(unsafe.Sizeof(eventHeader{}))
 	stopping := false
 	interval := minPollInterval
+	var idleFor time.Duration // how long the ring has been found empty
 	for {
-		a.clock.refresh()
+		if reapNow != nil && time.Since(lastReap) >= reapInterval {
+			lastReap = time.Now()
+			select {
+			case reapNow <- struct{}{}:
+			default: // still reaping
+			}
+		}
 		if stopping {
 			a.reader.SetDeadline(time.Unix(1, 0)) // drain without waiting
 		} else {
@@ -257,14 +271,18 @@ func (a *Attacher) Run(ctx context.Context) error {
 					return nil
 				}
 				stopping = ctx.Err() != nil
-				interval = min(2*interval, maxPollInterval)
+				idleFor += interval
+				interval = nextPollInterval(interval, idleFor)
 				continue
 			case errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed):
 				return nil
 			}
 			return fmt.Errorf("reading the ring buffer: %w", err)
 		}
-		interval = minPollInterval
+		interval, idleFor = minPollInterval, 0
+		// Not before the wait: an idle reader does not measure a clock
+		// it has no record to convert with.
+		a.clock.refresh()
 		if len(rec.RawSample) < hdrSize {
 			a.noteBad(fmt.Sprintf("record of %d bytes is shorter than the header", len(rec.RawSample)))
 			continue
@@ -347,14 +365,17 @@ func (a *Attacher) releaseDrains() {
 // noticed them. It removes the probes of an executable no process runs
 // once its file is replaced or written to. Records of a pid detached over
 // a minute ago are no longer held for dropping: the pid may be reused.
-func (a *Attacher) reap(ctx context.Context) {
-	tick := time.NewTicker(reapInterval)
-	defer tick.Stop()
+//
+// It has no timer of its own: Run, which wakes at least every poll
+// interval, asks for a reap (on now) once reapInterval has passed, so an
+// idle sidecar's reaps share the reader's wakeups. A reap is then at most
+// max(reapInterval, idlePollInterval) apart.
+func (a *Attacher) reap(ctx context.Context, now <-chan struct{}) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-now:
 		}
 		var dead []*Target
 		var idle []*probes
@@ -395,11 +416,31 @@ const reapInterval = 2 * time.Second
 // The poll interval bounds how long a record waits in the ring buffer. Each
 // poll that finds the ring empty costs the sidecar ~0.1 ms of CPU (a
 // blocking epoll_wait and the Go scheduler around it), so polls are spaced
-// out; a ring a quarter full wakes the reader at once whatever the interval.
+// out; a ring a quarter full wakes the reader at once whatever the interval,
+// and a drain (a target detached, uranus exiting) wakes it at once too.
+//
+// A target that has served nothing for idleAfter is polled every
+// idlePollInterval: one sidecar runs per pod, and its idle wakeups are paid
+// on every pod of a node. Only the records of the first calls after such a
+// pause wait longer (up to idlePollInterval, against maxPollInterval); the
+// first record read brings the interval back to minPollInterval. The BPF
+// side gives no cheaper signal: it submits with BPF_RB_NO_WAKEUP.
 const (
-	minPollInterval = 25 * time.Millisecond
-	maxPollInterval = time.Second
+	minPollInterval  = 25 * time.Millisecond
+	maxPollInterval  = time.Second
+	idleAfter        = 10 * time.Second
+	idlePollInterval = 4 * time.Second
 )
+
+// nextPollInterval is the wait after a poll of interval that found the
+// ring empty, the ring having been found empty for idle in all.
+func nextPollInterval(interval, idle time.Duration) time.Duration {
+	limit := maxPollInterval
+	if idle >= idleAfter {
+		limit = idlePollInterval
+	}
+	return min(2*interval, limit)
+}
 
 // Mirrors SPAN_FLAG_* in bpf/uranus.h.
 const (

@@ -25,7 +25,8 @@ import (
 // ~18 µs of CPU per span through the SDK and its exporter, ~8 µs this way.
 //
 // Spans wait per process (each has its own resource) and leave together
-// every BatchTimeout, or sooner when a batch is full. When QueueSize spans
+// BatchTimeout after the first of them was added, or sooner when a batch is
+// full; with no span waiting there is no timer (an idle sidecar sleeps). When QueueSize spans
 // are waiting, add blocks: the ring-buffer reader then waits, and the
 // kernel side counts what it could not hand over, as with the SDK path.
 type otlpBatcher struct {
@@ -39,6 +40,7 @@ type otlpBatcher struct {
 	pending map[*Process][]*tracepb.Span
 	count   int
 	full    chan struct{}
+	first   chan struct{} // a span waits where none did
 	stop    chan struct{}
 	done    chan struct{}
 }
@@ -53,6 +55,7 @@ func newOTLPBatcher(client otlptrace.Client, p *Pipeline, limit int, timeout tim
 		client: client, p: p, limit: limit, timeout: timeout,
 		pending: map[*Process][]*tracepb.Span{},
 		full:    make(chan struct{}, 1),
+		first:   make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -70,6 +73,12 @@ func (b *otlpBatcher) add(pr *Process, s *tracepb.Span) {
 	b.count++
 	n := b.count
 	b.mu.Unlock()
+	if n == 1 {
+		select {
+		case b.first <- struct{}{}:
+		default:
+		}
+	}
 	if n >= otlpBatchSize {
 		select {
 		case b.full <- struct{}{}:
@@ -78,16 +87,28 @@ func (b *otlpBatcher) add(pr *Process, s *tracepb.Span) {
 	}
 }
 
+// loop sends what waits BatchTimeout after the first span arrived, or
+// when a batch is full. A signal left from spans a flush already took
+// costs one empty flush, nothing more.
 func (b *otlpBatcher) loop() {
 	defer close(b.done)
-	t := time.NewTicker(b.timeout)
-	defer t.Stop()
 	for {
 		select {
 		case <-b.stop:
 			return
+		case <-b.first:
+		case <-b.full:
+			b.flush(context.Background())
+			continue
+		}
+		t := time.NewTimer(b.timeout)
+		select {
+		case <-b.stop:
+			t.Stop()
+			return
 		case <-t.C:
 		case <-b.full:
+			t.Stop()
 		}
 		b.flush(context.Background())
 	}

@@ -177,10 +177,12 @@ func matchExe(exe string, p Process) bool {
 }
 
 // mayMatch is a cheap first look (one readlink) before Lookup: only a
-// path can match through a different name.
+// path can match through a different name. A --pid matcher needs no
+// look at all: the exec tracepoint reports every program started in
+// uranus's PID namespace, and only one pid can match.
 func (m Matcher) mayMatch(pid int) bool {
 	if m.PID != 0 {
-		return true
+		return pid == m.PID
 	}
 	for _, exe := range m.Exes {
 		if strings.Contains(exe, "/") {
