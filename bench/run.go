@@ -190,21 +190,9 @@ type instrumentation struct {
 // measure runs one configuration once: a fresh server, the instrumentation,
 // a warm-up, the saturation phase and the latency phase.
 func (h *harness) measure(cfg string, round int) (res *result, err error) {
-	o := h.o
 	r := &result{Config: cfg, Round: round}
 	h.sink.reset()
-
-	var args, env []string
-	server := h.server
-	if cfg == cfgOTelHTTP {
-		server = h.serverOTel
-		args = append(args, "-otel")
-		env = append(env, h.otlpEnv()...)
-	}
-	if cfg == cfgCall || cfg == cfgCallWire {
-		args = append(args, "-downstream", h.sink.URL+"/downstream")
-	}
-	srv, err := startChild("server", server, args, env, o.ServerCPU)
+	srv, addr, err := h.startServer(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -214,21 +202,7 @@ func (h *harness) measure(cfg string, round int) (res *result, err error) {
 			srv.kill()
 		}
 	}()
-	line, err := srv.waitLine(func(l string) bool { return strings.HasPrefix(l, "listening on ") }, 30*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	addr := strings.TrimPrefix(line, "listening on ")
 	pid := srv.cmd.Process.Pid
-	// Threads the runtime started before the line inherited the mask; pin
-	// again anyway so that no thread escapes the server's core.
-	if err := pinProcess(pid, o.ServerCPU); err != nil {
-		return nil, err
-	}
-	if got := allowedCPUs(pid); got != strconv.Itoa(o.ServerCPU) {
-		return nil, fmt.Errorf("server pid %d may run on CPUs %s, want %d", pid, got, o.ServerCPU)
-	}
-
 	var inst instrumentation
 	defer func() {
 		if inst.floor != nil {
@@ -238,145 +212,18 @@ func (h *harness) measure(cfg string, round int) (res *result, err error) {
 			inst.sidecar.kill()
 		}
 	}()
-	switch cfg {
-	case cfgFloor:
-		if inst.floor, err = attachFloor(h.server, pid); err != nil {
-			return nil, err
-		}
-	case cfgUranus, cfgUranusB:
-		bin := h.uranus
-		if cfg == cfgUranusB {
-			bin = o.UranusB
-		}
-		if err := h.startUranus(&inst, bin, "--pid", strconv.Itoa(pid)); err != nil {
-			return nil, err
-		}
-	case cfgUranusExe:
-		if err := h.startUranus(&inst, h.uranus, "--exe", h.server); err != nil {
-			return nil, err
-		}
-	case cfgCall, cfgCallWire:
-		prop := map[string]string{cfgCall: "off", cfgCallWire: "network"}[cfg]
-		if err := h.startUranus(&inst, h.uranus, "--pid", strconv.Itoa(pid), "--propagation", prop); err != nil {
-			return nil, err
-		}
-	case cfgOTelAuto:
-		if err := h.startOTelAuto(&inst, addr, r); err != nil {
-			return nil, err
-		}
+	if err := h.instrument(&inst, cfg, pid, addr, r); err != nil {
+		return nil, err
 	}
-
-	// profile records the sidecar during one phase when -perf is given.
-	profile := func(phase string) (stop func(), err error) {
-		if o.PerfDir == "" || inst.sidecar == nil {
-			return func() {}, nil
-		}
-		file := filepath.Join(o.PerfDir, fmt.Sprintf("%s-round%d-%s.perf.data", cfg, round+1, phase))
-		return perfRecord(inst.sidecar.cmd.Process.Pid, file, o.LoadCPU)
-	}
-
-	n, _, err := saturate(addr, o.Conns, warmup)
+	n, _, err := saturate(addr, h.o.Conns, warmup)
 	if err != nil {
 		return nil, fmt.Errorf("warm-up: %w", err)
 	}
 	r.Sent += n
-
-	var sideBefore, sideAfter float64
-	sideCPU := func() float64 {
-		if inst.sidecar == nil {
-			return 0
-		}
-		v, _ := cpuSeconds(inst.sidecar.cmd.Process.Pid)
-		return v
-	}
-	srvBefore, err := cpuSeconds(pid)
-	if err != nil {
+	ph := phases{h: h, r: r, cfg: cfg, round: round, pid: pid, addr: addr, inst: &inst}
+	if err := ph.run(); err != nil {
 		return nil, err
 	}
-	loadBefore, err := cpuSeconds(os.Getpid())
-	if err != nil {
-		return nil, err
-	}
-	coreBefore, err := cpuBusy(o.ServerCPU)
-	if err != nil {
-		return nil, err
-	}
-	// holder is the process whose descriptors keep the programs loaded.
-	holder := 0
-	switch {
-	case inst.floor != nil:
-		holder = os.Getpid()
-	case inst.sidecar != nil:
-		holder = inst.sidecar.cmd.Process.Pid
-	}
-	var progsBefore map[uint64]progStat
-	if o.BPFStats && holder != 0 {
-		if progsBefore, err = progStats(holder); err != nil {
-			return nil, err
-		}
-	}
-
-	stopProfile, err := profile("saturation")
-	if err != nil {
-		return nil, err
-	}
-	sideBefore = sideCPU()
-	n, took, err := saturate(addr, o.Conns, o.Duration)
-	stopProfile()
-	if err != nil {
-		return nil, fmt.Errorf("saturation: %w", err)
-	}
-	srvAfter, err := cpuSeconds(pid)
-	if err != nil {
-		return nil, err
-	}
-	sideAfter = sideCPU()
-	loadAfter, err := cpuSeconds(os.Getpid())
-	if err != nil {
-		return nil, err
-	}
-	coreAfter, err := cpuBusy(o.ServerCPU)
-	if err != nil {
-		return nil, err
-	}
-	r.Sent += n
-	r.SatRequests, r.SatTime = n, took
-	r.ServerCPU = srvAfter - srvBefore
-	// The probes run in the server's threads and count as its time; what
-	// else the core did is other load on the machine (or interrupts).
-	r.OtherCPU = max(0, coreAfter-coreBefore-r.ServerCPU)
-	r.LoadCPU = loadAfter - loadBefore
-	r.SidecarSat = sideAfter - sideBefore
-
-	if stopProfile, err = profile("paced"); err != nil {
-		return nil, err
-	}
-	sideBefore = sideCPU()
-	start := time.Now()
-	lat, sent, err := paced(addr, o.Rate, o.Duration)
-	r.PacedTime = time.Since(start)
-	stopProfile()
-	r.Sent += sent
-	r.PacedSent = sent
-	if err != nil {
-		return nil, fmt.Errorf("latency phase: %w", err)
-	}
-	r.SidecarPace = sideCPU() - sideBefore
-	if o.BPFStats && holder != 0 {
-		after, err := progStats(holder)
-		if err != nil {
-			return nil, err
-		}
-		r.BPFProgs = progDelta(progsBefore, after)
-		for _, p := range r.BPFProgs {
-			r.BPFRuns += p.runs
-			r.BPFNs += p.ns
-		}
-		r.BPFKnown = true
-	}
-	r.PacedCount = len(lat)
-	r.P50, r.P99 = latencySummary(lat)
-
 	if inst.floor != nil {
 		if r.Hits, err = inst.floor.hits(); err != nil {
 			return nil, err
@@ -403,6 +250,209 @@ func (h *harness) measure(cfg string, round int) (res *result, err error) {
 		return nil, fmt.Errorf("the OTLP sink rejected %d exports: %s", bad, msg)
 	}
 	return r, nil
+}
+
+// startServer starts the configuration's server pinned to its core, and
+// returns its address once it listens.
+func (h *harness) startServer(cfg string) (srv *child, addr string, err error) {
+	o := h.o
+	var args, env []string
+	server := h.server
+	if cfg == cfgOTelHTTP {
+		server = h.serverOTel
+		args = append(args, "-otel")
+		env = append(env, h.otlpEnv()...)
+	}
+	if cfg == cfgCall || cfg == cfgCallWire {
+		args = append(args, "-downstream", h.sink.URL+"/downstream")
+	}
+	srv, err = startChild("server", server, args, env, o.ServerCPU)
+	if err != nil {
+		return nil, "", err
+	}
+	line, err := srv.waitLine(func(l string) bool { return strings.HasPrefix(l, "listening on ") }, 30*time.Second)
+	if err == nil {
+		// Threads the runtime started before the line inherited the
+		// mask; pin again anyway so that no thread escapes the core.
+		err = pinProcess(srv.cmd.Process.Pid, o.ServerCPU)
+	}
+	if err == nil {
+		if got := allowedCPUs(srv.cmd.Process.Pid); got != strconv.Itoa(o.ServerCPU) {
+			err = fmt.Errorf("server pid %d may run on CPUs %s, want %d", srv.cmd.Process.Pid, got, o.ServerCPU)
+		}
+	}
+	if err != nil {
+		srv.kill()
+		return nil, "", err
+	}
+	return srv, strings.TrimPrefix(line, "listening on "), nil
+}
+
+// instrument adds the configuration's instrumentation to the server pid.
+func (h *harness) instrument(inst *instrumentation, cfg string, pid int, addr string, r *result) (err error) {
+	switch cfg {
+	case cfgFloor:
+		inst.floor, err = attachFloor(h.server, pid)
+		return err
+	case cfgUranus, cfgUranusB:
+		bin := h.uranus
+		if cfg == cfgUranusB {
+			bin = h.o.UranusB
+		}
+		return h.startUranus(inst, bin, "--pid", strconv.Itoa(pid))
+	case cfgUranusExe:
+		return h.startUranus(inst, h.uranus, "--exe", h.server)
+	case cfgCall, cfgCallWire:
+		prop := map[string]string{cfgCall: "off", cfgCallWire: "network"}[cfg]
+		return h.startUranus(inst, h.uranus, "--pid", strconv.Itoa(pid), "--propagation", prop)
+	case cfgOTelAuto:
+		return h.startOTelAuto(inst, addr, r)
+	}
+	return nil
+}
+
+// phases is one configuration's measured phases: saturation, then paced
+// requests for latency, with CPU and BPF time around them.
+type phases struct {
+	h          *harness
+	r          *result
+	cfg        string
+	round, pid int
+	addr       string
+	inst       *instrumentation
+}
+
+// cpuMarks are the CPU readings taken around the saturation phase.
+type cpuMarks struct {
+	server, load, core float64
+}
+
+func (ph *phases) marks() (m cpuMarks, err error) {
+	if m.server, err = cpuSeconds(ph.pid); err != nil {
+		return m, err
+	}
+	if m.load, err = cpuSeconds(os.Getpid()); err != nil {
+		return m, err
+	}
+	m.core, err = cpuBusy(ph.h.o.ServerCPU)
+	return m, err
+}
+
+// sidecarCPU is the sidecar's CPU time so far; 0 without a sidecar.
+func (ph *phases) sidecarCPU() float64 {
+	if ph.inst.sidecar == nil {
+		return 0
+	}
+	v, _ := cpuSeconds(ph.inst.sidecar.cmd.Process.Pid)
+	return v
+}
+
+// profile records the sidecar during one phase when -perf is given.
+func (ph *phases) profile(phase string) (stop func(), err error) {
+	o := ph.h.o
+	if o.PerfDir == "" || ph.inst.sidecar == nil {
+		return func() {}, nil
+	}
+	file := filepath.Join(o.PerfDir, fmt.Sprintf("%s-round%d-%s.perf.data", ph.cfg, ph.round+1, phase))
+	return perfRecord(ph.inst.sidecar.cmd.Process.Pid, file, o.LoadCPU)
+}
+
+// holder is the process whose descriptors keep the programs loaded, whose
+// BPF statistics are read; 0 for none.
+func (ph *phases) holder() int {
+	switch {
+	case ph.inst.floor != nil:
+		return os.Getpid()
+	case ph.inst.sidecar != nil:
+		return ph.inst.sidecar.cmd.Process.Pid
+	}
+	return 0
+}
+
+func (ph *phases) run() error {
+	o, r := ph.h.o, ph.r
+	holder := ph.holder()
+	var progsBefore map[uint64]progStat
+	var err error
+	if o.BPFStats && holder != 0 {
+		if progsBefore, err = progStats(holder); err != nil {
+			return err
+		}
+	}
+	if err := ph.saturation(); err != nil {
+		return err
+	}
+	if err := ph.paced(); err != nil {
+		return err
+	}
+	if o.BPFStats && holder != 0 {
+		after, err := progStats(holder)
+		if err != nil {
+			return err
+		}
+		r.BPFProgs = progDelta(progsBefore, after)
+		for _, p := range r.BPFProgs {
+			r.BPFRuns += p.runs
+			r.BPFNs += p.ns
+		}
+		r.BPFKnown = true
+	}
+	return nil
+}
+
+// saturation sends as fast as the connections allow for the duration.
+func (ph *phases) saturation() error {
+	o, r := ph.h.o, ph.r
+	before, err := ph.marks()
+	if err != nil {
+		return err
+	}
+	stopProfile, err := ph.profile("saturation")
+	if err != nil {
+		return err
+	}
+	sideBefore := ph.sidecarCPU()
+	n, took, err := saturate(ph.addr, o.Conns, o.Duration)
+	stopProfile()
+	if err != nil {
+		return fmt.Errorf("saturation: %w", err)
+	}
+	after, err := ph.marks()
+	if err != nil {
+		return err
+	}
+	r.SidecarSat = ph.sidecarCPU() - sideBefore
+	r.Sent += n
+	r.SatRequests, r.SatTime = n, took
+	r.ServerCPU = after.server - before.server
+	// The probes run in the server's threads and count as its time; what
+	// else the core did is other load on the machine (or interrupts).
+	r.OtherCPU = max(0, after.core-before.core-r.ServerCPU)
+	r.LoadCPU = after.load - before.load
+	return nil
+}
+
+// paced sends at the configured rate and records each latency.
+func (ph *phases) paced() error {
+	o, r := ph.h.o, ph.r
+	stopProfile, err := ph.profile("paced")
+	if err != nil {
+		return err
+	}
+	sideBefore := ph.sidecarCPU()
+	start := time.Now()
+	lat, sent, err := paced(ph.addr, o.Rate, o.Duration)
+	r.PacedTime = time.Since(start)
+	stopProfile()
+	r.Sent += sent
+	r.PacedSent = sent
+	if err != nil {
+		return fmt.Errorf("latency phase: %w", err)
+	}
+	r.SidecarPace = ph.sidecarCPU() - sideBefore
+	r.PacedCount = len(lat)
+	r.P50, r.P99 = latencySummary(lat)
+	return nil
 }
 
 func (h *harness) otlpEnv() []string {
