@@ -153,11 +153,7 @@ func run(ctx context.Context, c runConfig) error {
 	if err := c.matcher.Validate(); err != nil {
 		return err
 	}
-	configured, on, err := instrumentors.Configure(all.List, c.settings, log)
-	if err != nil {
-		return err
-	}
-	list, err := chooseInstrumentors(c.instrument, configured, on)
+	list, err := c.instrumentors()
 	if err != nil {
 		return err
 	}
@@ -171,22 +167,59 @@ func run(ctx context.Context, c runConfig) error {
 			return err
 		}
 	}
+	att, pipeline, err := c.start(ctx, list)
+	if err != nil {
+		return err
+	}
+	stopMetrics, err := selfmetrics.Start(ctx, c.metricsAddr, selfmetrics.FromUranus(att, pipeline), log)
+	if err != nil {
+		att.Close()
+		return err
+	}
+	defer stopMetrics() // after the final counters: the last OTLP export has them
+
+	var last report
+	runErr := c.follower(att, pipeline, &last).follow(ctx)
+	att.Close()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pipeline.Shutdown(shutdownCtx); err != nil {
+		log.Warn("flushing spans at exit", "err", err)
+	}
+	logStats(log, att, pipeline, last, true)
+	return runErr
+}
+
+// instrumentors is the registry as the options configure it, narrowed to
+// --instrument's choice.
+func (c *runConfig) instrumentors() ([]*instrumentors.Instrumentor, error) {
+	configured, on, err := instrumentors.Configure(all.List, c.settings, c.log)
+	if err != nil {
+		return nil, err
+	}
+	return chooseInstrumentors(c.instrument, configured, on)
+}
+
+// start sets up the export pipeline and the attacher for list, puts probes
+// on the files named by path, and says how uranus runs.
+func (c *runConfig) start(ctx context.Context, list []*instrumentors.Instrumentor) (*attach.Attacher, *otel.Pipeline, error) {
+	log := c.log
 	table, err := offsets.Embedded()
 	if err != nil {
-		return fmt.Errorf("reading the built-in offsets table: %w", err)
+		return nil, nil, fmt.Errorf("reading the built-in offsets table: %w", err)
 	}
 	otelapi.SetErrorHandler(&sdkErrors{log: log, every: 10 * time.Second})
 	pipeline, err := otel.NewPipeline(ctx, c.pipeline)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	sampler, err := otel.SamplerFromEnv()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	prop, err := attach.ParsePropagation(c.propagation)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	att, err := attach.New(attach.Options{
 		Instrumentors:   list,
@@ -199,7 +232,7 @@ func run(ctx context.Context, c runConfig) error {
 		ByFile:          c.matcher.PID == 0,
 	})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	prepareFiles(log, att, c.matcher)
 	mode, why := att.Propagation()
@@ -211,106 +244,41 @@ func run(ctx context.Context, c runConfig) error {
 	if w := attach.PrivilegeWarning(); w != "" && c.matcher.PID == 0 {
 		log.Warn(w)
 	}
-	stopMetrics, err := selfmetrics.Start(ctx, c.metricsAddr, selfmetrics.FromUranus(att, pipeline), log)
-	if err != nil {
-		att.Close()
-		return err
-	}
-	defer stopMetrics() // after the final counters: the last OTLP export has them
+	return att, pipeline, nil
+}
 
-	readCtx, stopReading := context.WithCancel(context.Background())
-	readDone := make(chan error, 1)
-	go func() { readDone <- att.Run(readCtx) }()
-
-	watchCtx, stopWatching := context.WithCancel(ctx)
-	defer stopWatching()
-	events, how := target.Watch(watchCtx, c.matcher, 250*time.Millisecond)
-	log.Debug("watching processes", "how", how)
-	targets := map[int]*attach.Target{}
-	var statsTick <-chan time.Time
-	if c.statsInterval > 0 {
-		t := time.NewTicker(c.statsInterval)
-		defer t.Stop()
-		statsTick = t.C
-	}
-	waitingSaid := false
-	waiting := time.After(500 * time.Millisecond)
-	var last report
-	var runErr error
-loop:
-	for {
-		select {
-		case ev, ok := <-events:
-			if !ok {
-				break loop
-			}
-			if ev.Exited {
-				if t := targets[ev.Process.PID]; t != nil {
-					t.Detach(context.Background())
-					delete(targets, ev.Process.PID)
-					log.Info("target exited; its spans flushed", "pid", ev.Process.PID, "exe", ev.Process.Exe)
-				}
-				if len(targets) == 0 && c.matcher.PID == 0 {
-					log.Info("waiting for the next matching process", "target", c.matcher.String())
-				}
-				continue
-			}
-			t, err := att.Attach(ctx, ev.Process)
-			if !ev.Process.Running() {
-				// Whatever failed, or was only half done, the cause is that
-				// the process is gone.
-				if err == nil {
-					t.Detach(context.Background())
-				}
-				log.Info("target exited while uranus was attaching to it; nothing left to instrument", "pid", ev.Process.PID, "exe", ev.Process.Exe)
-				continue
-			}
-			if err != nil {
-				log.Error("cannot instrument", "pid", ev.Process.PID, "err", err)
-				if c.matcher.PID != 0 {
-					runErr = err
-					break loop
-				}
-				continue
-			}
-			targets[ev.Process.PID] = t
+// follower follows the matched processes, saying so in uranus's log; the
+// stats ticker keeps the last report in *last.
+func (c *runConfig) follower(att *attach.Attacher, pipeline *otel.Pipeline, last *report) *follower {
+	log := c.log
+	return &follower{
+		att: att,
+		m:   c.matcher,
+		attached: func(t *attach.Target) {
 			logAttached(log, t)
 			if c.onAttach != nil {
 				c.onAttach(t)
 			}
-		case <-waiting:
-			if len(targets) == 0 && !waitingSaid {
-				log.Info("waiting for the target to start", "target", c.matcher.String())
-				waitingSaid = true
+		},
+		exited: func(p target.Process, remaining int) {
+			log.Info("target exited; its spans flushed", "pid", p.PID, "exe", p.Exe)
+			if remaining == 0 && c.matcher.PID == 0 {
+				log.Info("waiting for the next matching process", "target", c.matcher.String())
 			}
-		case <-statsTick:
-			last = logStats(log, att, pipeline, last, false)
-		case err := <-readDone:
-			runErr = err
-			readDone = nil
-			break loop
-		}
+		},
+		vanished: func(p target.Process) {
+			log.Info("target exited while uranus was attaching to it; nothing left to instrument", "pid", p.PID, "exe", p.Exe)
+		},
+		failed: func(p target.Process, err error) {
+			log.Error("cannot instrument", "pid", p.PID, "err", err)
+		},
+		waiting: func() {
+			log.Info("waiting for the target to start", "target", c.matcher.String())
+		},
+		watching: func(how string) { log.Debug("watching processes", "how", how) },
+		every:    c.statsInterval,
+		tick:     func() { *last = logStats(log, att, pipeline, *last, false) },
 	}
-
-	stopWatching()
-	att.RemoveProbes()
-	for _, t := range targets {
-		t.Detach(context.Background())
-	}
-	stopReading()
-	if readDone != nil {
-		if err := <-readDone; err != nil && runErr == nil {
-			runErr = err
-		}
-	}
-	att.Close()
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := pipeline.Shutdown(shutdownCtx); err != nil {
-		log.Warn("flushing spans at exit", "err", err)
-	}
-	logStats(log, att, pipeline, last, true)
-	return runErr
 }
 
 // prepareFiles puts probes on each executable named by path before any

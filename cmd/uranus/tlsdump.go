@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/uranus-otel/uranus/attach"
 	"github.com/uranus-otel/uranus/instrumentors"
@@ -202,39 +201,11 @@ func tlsDump(ctx context.Context, m target.Matcher, opts tlsDumpOptions, stdout,
 		return err
 	}
 	defer att.Close()
-	readCtx, stopReading := context.WithCancel(context.Background())
-	readDone := make(chan error, 1)
-	go func() { readDone <- att.Run(readCtx) }()
-
-	targets := map[int]*attach.Target{}
-	var runErr error
-	events, _ := target.Watch(ctx, m, 250*time.Millisecond)
 	fmt.Fprintf(stderr, "uranus tls-dump: waiting for %s (Ctrl-C to stop)\n", m)
-loop:
-	for {
-		select {
-		case ev, ok := <-events:
-			if !ok {
-				break loop
-			}
-			if ev.Exited {
-				if t := targets[ev.Process.PID]; t != nil {
-					t.Detach(context.Background())
-					delete(targets, ev.Process.PID)
-					fmt.Fprintf(stderr, "uranus tls-dump: pid %d exited\n", ev.Process.PID)
-				}
-				continue
-			}
-			t, err := att.Attach(ctx, ev.Process)
-			if err != nil {
-				if m.PID != 0 {
-					runErr = err
-					break loop
-				}
-				fmt.Fprintf(stderr, "uranus tls-dump: pid %d: %v\n", ev.Process.PID, err)
-				continue
-			}
-			targets[ev.Process.PID] = t
+	f := &follower{
+		att: att,
+		m:   m,
+		attached: func(t *attach.Target) {
 			var skipped []string
 			for _, pl := range t.Plans {
 				if pl.Skip != "" {
@@ -242,24 +213,23 @@ loop:
 				}
 			}
 			if len(skipped) > 0 {
-				fmt.Fprintf(stderr, "uranus tls-dump: pid %d: not watched: %s\n", ev.Process.PID, strings.Join(skipped, "; "))
+				fmt.Fprintf(stderr, "uranus tls-dump: pid %d: not watched: %s\n", t.Process.PID, strings.Join(skipped, "; "))
 			}
-			fmt.Fprintf(stderr, "uranus tls-dump: watching pid %d (%s, %s)\n", ev.Process.PID, ev.Process.Exe, t.GoVersion)
-		case err := <-readDone:
-			runErr, readDone = err, nil
-			break loop
-		}
+			fmt.Fprintf(stderr, "uranus tls-dump: watching pid %d (%s, %s)\n", t.Process.PID, t.Process.Exe, t.GoVersion)
+		},
+		exited: func(p target.Process, _ int) {
+			fmt.Fprintf(stderr, "uranus tls-dump: pid %d exited\n", p.PID)
+		},
+		vanished: func(p target.Process) {
+			fmt.Fprintf(stderr, "uranus tls-dump: pid %d exited while being attached\n", p.PID)
+		},
+		failed: func(p target.Process, err error) {
+			if m.PID == 0 {
+				fmt.Fprintf(stderr, "uranus tls-dump: pid %d: %v\n", p.PID, err)
+			}
+		},
 	}
-	for _, t := range targets {
-		t.Detach(context.Background())
-	}
-	stopReading()
-	if readDone != nil {
-		if err := <-readDone; err != nil && runErr == nil {
-			runErr = err
-		}
-	}
-	return runErr
+	return f.follow(ctx)
 }
 
 type connKey struct {
