@@ -300,7 +300,7 @@ func resolveOffsets(bin *binary.File, table *offsets.Table, fields []offsets.Fie
 			}
 			continue
 		}
-		got, mfrom, err := offsets.ResolveModule(m, v, loadDWARF, byModule[m])
+		got, mfrom, err := offsets.ResolveModule(m, v, bin.Version, loadDWARF, byModule[m])
 		if err != nil {
 			// Only the instrumentors of this module are concerned.
 			for _, f := range byModule[m] {

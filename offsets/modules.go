@@ -68,12 +68,14 @@ func ModuleVersion(s string) (*version.Version, error) {
 }
 
 // ResolveModule returns the offsets of fields, all defined by module, for
-// the module version modVersion ("v1.62.1"), and where they came from: the
-// module's table, or the target's DWARF when no table covers that version
-// (a table answers only for versions between two checked releases that
-// agree). As in Resolve, a struct the DWARF lacks makes its members absent,
-// and a field a table has no rows for is an error: the table is stale.
-func ResolveModule(module, modVersion string, loadDWARF func() (*dwarf.Data, error), fields []Field) (map[Field]Offset, string, error) {
+// the module version modVersion ("v1.62.1") in a target built with Go
+// goVersion, and where they came from: the module's table, or the target's
+// DWARF when no table covers that version (a table answers only for
+// versions between two checked releases that agree, and for targets of the
+// Go series its samples were built with). As in Resolve, a struct the DWARF
+// lacks makes its members absent, and a field a table has no rows for is an
+// error: the table is stale.
+func ResolveModule(module, modVersion string, goVersion *version.Version, loadDWARF func() (*dwarf.Data, error), fields []Field) (map[Field]Offset, string, error) {
 	why := "uranus has no offsets table for it"
 	t, err := ModuleTable(module)
 	if err != nil {
@@ -83,6 +85,8 @@ func ResolveModule(module, modVersion string, loadDWARF func() (*dwarf.Data, err
 	switch {
 	case verr != nil:
 		why = verr.Error()
+	case t != nil && !t.BuiltForGo(goVersion):
+		why = fmt.Sprintf("its offsets table was checked with Go %s builds only, and this target is Go %s", t.builtBy, goVersion)
 	case t != nil:
 		got, err := t.Lookup(v, fields)
 		if err == nil {

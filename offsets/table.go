@@ -49,7 +49,8 @@ var ErrFieldNotInTable = errors.New("field not in the offsets table")
 // Table is the generated offsets table. It is immutable once parsed and safe
 // for concurrent use.
 type Table struct {
-	module  string // "" for the standard library's table, keyed by Go version
+	module  string           // "" for the standard library's table, keyed by Go version
+	builtBy *version.Version // a module's table: the Go release that built its samples
 	goarch  string
 	checked []*version.Version
 	covered []span
@@ -73,6 +74,7 @@ type row struct {
 type tableFile struct {
 	About   string                          `json:"about"`
 	Module  string                          `json:"module,omitempty"` // a module's table: versions are the module's ("v1.62.1")
+	Go      string                          `json:"go,omitempty"`     // a module's table: the Go release its samples were built with
 	GOARCH  string                          `json:"goarch"`
 	Checked []string                        `json:"checked"`
 	Covered []string                        `json:"covered"`
@@ -117,6 +119,13 @@ func Parse(data []byte) (*Table, error) {
 		return nil, errors.New("parsing offsets table: trailing data after the table")
 	}
 	t := &Table{module: f.Module, goarch: f.GOARCH, structs: make(map[string]map[string][]row)}
+	if f.Module != "" {
+		v, err := releaseVersion(f.Go)
+		if err != nil {
+			return nil, fmt.Errorf("offsets table of %s: the Go release that built it: %w", f.Module, err)
+		}
+		t.builtBy = v
+	}
 
 	checked := make(map[string]bool)
 	for _, s := range f.Checked {
@@ -324,6 +333,18 @@ func (t *Table) regenerate() string {
 // Module is the module whose layouts the table holds; "" for the standard
 // library's table.
 func (t *Table) Module() string { return t.module }
+
+// BuiltForGo says whether a module's table describes a target built with
+// Go goVersion: only one of the minor series its samples were built with,
+// since a module may lay its structs out differently for other Go releases
+// (golang.org/x/net does from Go 1.27, by build constraints). The standard
+// library's table describes every Go release it covers.
+func (t *Table) BuiltForGo(goVersion *version.Version) bool {
+	if t.module == "" {
+		return true
+	}
+	return goVersion != nil && len(goVersion.Segments64()) >= 2 && minor(goVersion) == minor(t.builtBy)
+}
 
 // uncovered explains why v is not covered, or returns "" when it is.
 func (t *Table) uncovered(v *version.Version) string {

@@ -25,6 +25,12 @@ import (
 //go:embed testdata/sample
 var sampleFS embed.FS
 
+// The samples of modules outside the standard library, one directory per
+// module named like its table (testdata/modules/golang.org_x_net).
+//
+//go:embed testdata/modules
+var moduleSampleFS embed.FS
+
 // builder builds the sample with one toolchain and reads its layout.
 type builder struct {
 	fields   []offsets.Field
@@ -37,6 +43,12 @@ type builder struct {
 	binDir   string // cached sample builds, one per toolchain
 	files    map[string][]byte
 	hash     string // of the sample's sources: a changed sample is rebuilt
+
+	// A module's builder builds the module's sample against each release
+	// of module with the local toolchain goVersion ("go1.26.8").
+	module    string
+	goVersion string
+	sampleDir string // for messages: offsets/gen/testdata/…
 }
 
 func newBuilder(fields []offsets.Field, optional map[string]string, rebuild bool) (*builder, error) {
@@ -57,12 +69,45 @@ func newBuilder(fields []offsets.Field, optional map[string]string, rebuild bool
 		return nil, err
 	}
 
+	b.sampleDir = "offsets/gen/testdata/sample"
+	if err := b.loadSample(sampleFS, "testdata/sample"); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// newModuleBuilder is the builder of module's table: it builds
+// testdata/modules/<module file name> against each release of module with
+// the local toolchain goVersion.
+func newModuleBuilder(module, goVersion string, fields []offsets.Field, optional map[string]string, rebuild bool) (*builder, error) {
+	b, err := newBuilder(fields, optional, rebuild)
+	if err != nil {
+		return nil, err
+	}
+	dir := "testdata/modules/" + moduleFileName(module)
+	b.module, b.goVersion, b.sampleDir = module, goVersion, "offsets/gen/"+dir
+	b.files = make(map[string][]byte)
+	if _, err := fs.Stat(moduleSampleFS, dir); err != nil {
+		return nil, fmt.Errorf("no sample program for %s: write %s/main.go, a program that uses the wanted structs so that the linker keeps them in DWARF", module, b.sampleDir)
+	}
+	if err := b.loadSample(moduleSampleFS, dir); err != nil {
+		return nil, err
+	}
+	b.binDir = filepath.Join(b.binDir, "modules")
+	if err := os.MkdirAll(b.binDir, 0o755); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// loadSample reads the sample's files from dir of fsys and hashes them.
+func (b *builder) loadSample(fsys fs.FS, dir string) error {
 	h := sha256.New()
-	err = fs.WalkDir(sampleFS, "testdata/sample", func(p string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		data, err := sampleFS.ReadFile(p)
+		data, err := fs.ReadFile(fsys, p)
 		if err != nil {
 			return err
 		}
@@ -73,22 +118,102 @@ func newBuilder(fields []offsets.Field, optional map[string]string, rebuild bool
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	b.hash = hex.EncodeToString(h.Sum(nil))[:12]
-	return b, nil
+	return nil
+}
+
+// binPrefix is the name of r's cached builds without the sample's hash.
+func (b *builder) binPrefix(r release) string {
+	if b.module != "" {
+		return fmt.Sprintf("%s@%s.%s.linux-%s-", moduleFileName(b.module), r.name, b.goVersion, b.goarch)
+	}
+	return fmt.Sprintf("%s.linux-%s-", r.name, b.goarch)
 }
 
 // layout returns the layout of the wanted fields in release r, building the
-// sample with r's toolchain unless a build for the current sample is cached.
+// sample with r's toolchain (or against r of the module) unless a build for
+// the current sample is cached.
 func (b *builder) layout(r release, logf func(string, ...any)) (layout, error) {
-	bin := filepath.Join(b.binDir, fmt.Sprintf("%s.linux-%s-%s", r.name, b.goarch, b.hash))
+	bin := filepath.Join(b.binDir, b.binPrefix(r)+b.hash)
+	build := b.build
+	if b.module != "" {
+		build = b.buildModule
+	}
 	if _, err := os.Stat(bin); err == nil && !b.rebuild {
 		logf("checking %s … cached build", r.name)
-	} else if err := b.build(r, bin, logf); err != nil {
+	} else if err := build(r, bin, logf); err != nil {
 		return nil, err
 	}
 	return b.read(r, bin)
+}
+
+// buildModule builds the module's sample against release r of the module
+// with the local toolchain, in a temporary module whose requirements
+// `go mod tidy` completes from the module proxy.
+func (b *builder) buildModule(r release, bin string, logf func(string, ...any)) error {
+	logf("checking %s@%s … building with %s", b.module, r.name, b.goVersion)
+	dir, err := os.MkdirTemp("", "uranus-offsets-module-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	for name, data := range b.files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			return err
+		}
+	}
+	lang := strings.Join(strings.SplitN(strings.TrimPrefix(b.goVersion, "go"), ".", 3)[:2], ".")
+	gomod := fmt.Sprintf("module example.com/sample\n\ngo %s\n\nrequire %s %s\n", lang, b.module, r.name)
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(gomod), 0o644); err != nil {
+		return err
+	}
+	gocmd := func(args ...string) (string, error) {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = dir
+		// The local toolchain, this temporary module alone, and the
+		// default build flags: DWARF is kept.
+		cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local", "GOWORK=off", "GOFLAGS=-mod=mod", "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("%s@%s: go %s: %v\n%s", b.module, r.name, strings.Join(args, " "), err, out)
+		}
+		return strings.TrimSpace(string(out)), nil
+	}
+	if _, err := gocmd("mod", "tidy"); err != nil {
+		return err
+	}
+	// Another requirement may have pulled a newer release in; its layout
+	// would be recorded under r's name.
+	got, err := gocmd("list", "-m", "-f", "{{.Version}}", b.module)
+	if err != nil {
+		return err
+	}
+	if got != r.name {
+		return fmt.Errorf("%s@%s: the sample's build selects %s %s instead (a dependency requires it), so %s cannot be checked", b.module, r.name, b.module, got, r.name)
+	}
+	tmp := fmt.Sprintf("%s.tmp%d", bin, os.Getpid())
+	defer os.Remove(tmp)
+	if _, err := gocmd("build", "-o", tmp, "."); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, bin); err != nil {
+		return err
+	}
+	b.removeOldBuilds(r, bin)
+	logf("%s@%s: built", b.module, r.name)
+	return nil
+}
+
+// removeOldBuilds deletes r's builds of an older sample: they are useless now.
+func (b *builder) removeOldBuilds(r release, bin string) {
+	old, _ := filepath.Glob(filepath.Join(b.binDir, b.binPrefix(r)+"*"))
+	for _, o := range old {
+		if o != bin {
+			os.Remove(o)
+		}
+	}
 }
 
 func (b *builder) build(r release, bin string, logf func(string, ...any)) error {
@@ -126,13 +251,7 @@ func (b *builder) build(r release, bin string, logf func(string, ...any)) error 
 	if err := os.Rename(tmp, bin); err != nil {
 		return err
 	}
-	// Builds of an older sample are useless now.
-	old, _ := filepath.Glob(filepath.Join(b.binDir, fmt.Sprintf("%s.linux-%s-*", r.name, b.goarch)))
-	for _, o := range old {
-		if o != bin {
-			os.Remove(o)
-		}
-	}
+	b.removeOldBuilds(r, bin)
 	if installed && !r.latest {
 		logf("%s: built; removing its toolchain (only the newest patch of a series is kept)", r.name)
 		b.removeToolchain(tc)
@@ -185,8 +304,8 @@ func (b *builder) read(r release, bin string) (layout, error) {
 			}
 		}
 		if len(notOptional) > 0 {
-			return nil, fmt.Errorf("%s: the sample's DWARF has no %s: either offsets/gen/testdata/sample does not use it, so the linker dropped it (make the sample exercise it), or this Go version has no such struct (then list it in optionalStructs in offsets/gen/fields.go)",
-				r.name, strings.Join(notOptional, ", "))
+			return nil, fmt.Errorf("%s: the sample's DWARF has no %s: either %s does not use it, so the linker dropped it (make the sample exercise it), or this version has no such struct (then list it in the optional structs in offsets/gen/fields.go)",
+				r.name, strings.Join(notOptional, ", "), b.sampleDir)
 		}
 		fields = nil
 		for _, f := range b.fields {

@@ -91,3 +91,59 @@ func optionalStructs() map[string]string {
 		"internal/abi.Type":                           "the type descriptor moved to internal/abi in Go 1.21",
 	}
 }
+
+// moduleSince is where a module's table starts by default (-since): a
+// module's whole history can take hours to build, and older releases fall
+// back to the target's DWARF. A module not listed here needs -since.
+var moduleSince = map[string]string{
+	"golang.org/x/net": "v0.20.0",
+}
+
+// wantedModuleFields lists the members of module's structs that its table
+// (offsets/modules) records: what the instrumentors declare for module, plus
+// the members below, which instrumentors being written will read. As in
+// wantedFields, a member no checked release has fails the generation.
+func wantedModuleFields(module string) []offsets.Field {
+	var fs []offsets.Field
+	seen := map[offsets.Field]bool{}
+	for _, f := range instrumentors.Fields(all.List) {
+		if f.Module == module && !seen[f] {
+			fs = append(fs, f)
+			seen[f] = true
+		}
+	}
+	add := func(s string, members ...string) {
+		for _, m := range members {
+			if f := (offsets.Field{Struct: s, Member: m, Module: module}); !seen[f] {
+				seen[f] = true
+				fs = append(fs, f)
+			}
+		}
+	}
+	switch module {
+	case "golang.org/x/net":
+		// HTTP/2 of x/net, as programs that configure it themselves
+		// (grpc, http2.Transport, h2c) link it. The layouts are those of a
+		// build with a Go older than 1.27: from Go 1.27 on, x/net's
+		// http2 wraps net/http's (server_wrap.go, transport_wrap.go) and
+		// these structs change shape.
+		add("golang.org/x/net/http2.ClientConn", "tconn", "nextStreamID")
+		add("golang.org/x/net/http2.serverConn", "conn", "remoteAddrStr")
+		add("golang.org/x/net/http2.responseWriter", "rws")
+		add("golang.org/x/net/http2.responseWriterState", "status", "req")
+	}
+	return fs
+}
+
+// moduleOptionalStructs are, per module, the structs that legitimately do
+// not exist in some of its releases, with the reason (see optionalStructs).
+func moduleOptionalStructs(module string) map[string]string {
+	opt := map[string]string{}
+	for s, why := range moduleOptional[module] {
+		opt[s] = why
+	}
+	return opt
+}
+
+// moduleOptional backs moduleOptionalStructs: module -> struct -> reason.
+var moduleOptional = map[string]map[string]string{}

@@ -169,8 +169,8 @@ func TestTableRoundTrip(t *testing.T) {
 	if d := bounds[0].diff(); !reflect.DeepEqual(d, []string{"runtime.hmap.count: 0 -> 8"}) {
 		t.Errorf("boundary diff = %q", d)
 	}
-	data := encodeTable("amd64", all, spans, rows(fields, spans))
-	if err := verifyTable(data, fields, all, bounds, available); err != nil {
+	data := encodeTable(tableHead{about: about, goarch: "amd64"}, all, spans, rows(fields, spans))
+	if err := verifyTable(data, "", fields, all, bounds, flatten(available)); err != nil {
 		t.Fatalf("%v\n%s", err, data)
 	}
 	for _, want := range []string{
@@ -195,9 +195,18 @@ func TestTableRoundTrip(t *testing.T) {
 
 	// A bisection that skipped an available patch at a boundary is caught.
 	available[16] = append(available[16][:2], patches(16, 10)[9], available[16][2])
-	if err := verifyTable(data, fields, all, bounds, available); err == nil {
+	if err := verifyTable(data, "", fields, all, bounds, flatten(available)); err == nil {
 		t.Error("verifyTable missed an unchecked patch at a boundary")
 	}
+}
+
+// flatten lists the releases of every series.
+func flatten(available map[int][]release) []release {
+	var rs []release
+	for _, s := range available {
+		rs = append(rs, s...)
+	}
+	return rs
 }
 
 func TestCheckPresence(t *testing.T) {

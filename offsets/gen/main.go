@@ -1,5 +1,6 @@
 // Command gen regenerates offsets/table.json, the struct member offsets of
-// every Go release uranus supports:
+// every Go release uranus supports, and the tables of modules outside the
+// standard library in offsets/modules (-module):
 //
 //	go run ./offsets/gen [-rebuild] [-o file] [-series 22,26]
 //	go run ./offsets/gen -check
@@ -30,6 +31,30 @@
 // -series checks only some minor series, to try out a change; the partial
 // table it writes must go elsewhere (-o).
 //
+// -module <path> writes the table of a module outside the standard library
+// instead, offsets/modules/<path with / as _>.json (or -o), which
+// offsets.ModuleTable reads:
+//
+//	go run ./offsets/gen -module golang.org/x/net [-since v0.20.0] [-rebuild] [-o file]
+//
+// Its fields are the members of the module's structs that the instrumentors
+// declare (Field.Module == path) plus the module's list in fields.go. The
+// releases vX.Y.Z from -since on (default: the module's entry in moduleSince;
+// pre-releases and pseudo-versions are never checked) come from
+// $GOPROXY/<escaped path>/@v/list, the first http(s) entry of GOPROXY, and
+// are grouped by minor series X.Y, checked at both ends and bisected exactly
+// like Go's patches; the table writes them without the "v". Each release is
+// checked by building testdata/modules/<path with / as _> in a temporary
+// module requiring it (go mod tidy completes it from the proxy) with the
+// local go command and default build flags (CGO_ENABLED=0), and reading the
+// same DWARF. The layouts are therefore those of builds with the local Go
+// (named in the table's about): a module struct that embeds standard library
+// types, or whose source differs per Go version (x/net's http2 from Go 1.27
+// on), may be laid out differently by another Go. A release whose go.mod
+// needs a newer Go than the local one cannot be built: it and every later
+// release stay unchecked, with a warning. Builds are cached in
+// offsets-bin/modules, one per release, local Go version and sample source.
+//
 // -check builds and writes nothing: it fetches the list of toolchains from
 // the module proxy and prints every release from Go 1.13 on, for the table's
 // GOARCH, that offsets/table.json does not cover (a new minor series, a new
@@ -48,9 +73,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	version "github.com/hashicorp/go-version"
+
+	"github.com/uranus-otel/uranus/offsets"
 )
 
 // firstMinor is the oldest Go uranus supports.
@@ -61,10 +88,23 @@ const parallelBuilds = 2
 
 func main() {
 	rebuild := flag.Bool("rebuild", false, "build the sample again even when a cached build exists")
-	out := flag.String("o", "", "where to write the table (default: offsets/table.json in this module)")
+	out := flag.String("o", "", "where to write the table (default: offsets/table.json in this module, or offsets/modules/<module>.json with -module)")
 	series := flag.String("series", "", "only these comma-separated minor series, e.g. 22,26 (a partial table; needs -o)")
 	checkOnly := flag.Bool("check", false, "build nothing: list the Go releases on the module proxy that offsets/table.json does not cover (exit 1 if any, 2 if the check fails)")
+	module := flag.String("module", "", "write the table of this module (offsets/modules/<path with / as _>.json) instead of Go's")
+	since := flag.String("since", "", "with -module: the oldest release vX.Y.Z to check (default: the module's entry in moduleSince in offsets/gen/fields.go)")
 	flag.Parse()
+	if *module != "" || *since != "" {
+		if *module == "" || *checkOnly || *series != "" || flag.NArg() > 0 {
+			fmt.Fprintln(os.Stderr, "offsets/gen: -since needs -module, and -module takes neither -check, -series nor arguments")
+			os.Exit(2)
+		}
+		if err := runModule(*module, *since, *out, *rebuild); err != nil {
+			fmt.Fprintln(os.Stderr, "offsets/gen:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *checkOnly {
 		if *rebuild || *out != "" || *series != "" || flag.NArg() > 0 {
 			fmt.Fprintln(os.Stderr, "offsets/gen: -check takes no other flags or arguments")
@@ -129,61 +169,41 @@ func run(out string, rebuild bool, only map[int]bool) error {
 		}
 	}
 
-	// One worker per series at a time: a series is bisected in order, and
-	// two workers keep at most two builds running.
-	results := make([][]checked, len(minors))
-	errs := make([]error, len(minors))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	var failed atomic.Bool // stop downloading once the run cannot succeed
-	for w := 0; w < parallelBuilds; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				if failed.Load() {
-					continue
-				}
-				m := minors[i]
-				logf := func(format string, args ...any) {
-					fmt.Fprintf(os.Stderr, "[%d/%d] go1.%d: %s\n", i+1, len(minors), m, fmt.Sprintf(format, args...))
-				}
-				results[i], errs[i] = survey(available[m], func(r release) (layout, error) { return b.layout(r, logf) })
-				if errs[i] != nil {
-					failed.Store(true)
-				}
-			}
-		}()
+	series := make([][]release, len(minors))
+	for i, m := range minors {
+		series[i] = available[m]
 	}
-	for i := range minors {
-		next <- i
+	results, err := surveyAll(series, func(i int) string { return fmt.Sprintf("go1.%d", minors[i]) }, b.layout)
+	if err != nil {
+		return err
 	}
-	close(next)
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
+	return writeTable(out, tableHead{about: about, goarch: b.goarch}, fields, optional, series, results, len(only) > 0, start)
+}
 
+// writeTable turns the checked versions of each series into the table,
+// checks it and writes it to out. partial says that only some series were
+// checked, so a member no checked version has is only a warning.
+func writeTable(out string, h tableHead, fields []offsets.Field, optional map[string]string, series [][]release, results [][]checked, partial bool, start time.Time) error {
 	var all []checked
 	var spans []span
 	var bounds []boundary
-	for _, cs := range results {
+	var available []release
+	for i, cs := range results {
 		s, bs := coverage(cs)
 		all = append(all, cs...)
 		spans = append(spans, s...)
 		bounds = append(bounds, bs...)
+		available = append(available, series[i]...)
 	}
 	if err := checkPresence(fields, optional, all); err != nil {
-		if len(only) == 0 {
+		if !partial {
 			return err
 		}
 		// Some series only: a member may well exist in the others.
 		fmt.Fprintln(os.Stderr, "warning:", err)
 	}
-	data := encodeTable(b.goarch, all, spans, rows(fields, spans))
-	if err := verifyTable(data, fields, all, bounds, available); err != nil {
+	data := encodeTable(h, all, spans, rows(fields, spans))
+	if err := verifyTable(data, h.module, fields, all, bounds, available); err != nil {
 		return err
 	}
 	if err := os.WriteFile(out+".tmp", data, 0o644); err != nil {
@@ -194,7 +214,7 @@ func run(out string, rebuild bool, only map[int]bool) error {
 	}
 
 	fmt.Printf("wrote %s: %d fields, %d versions checked in %d minor series, %d covered ranges, in %s\n",
-		out, len(fields), len(all), len(minors), len(spans), time.Since(start).Round(time.Second))
+		out, len(fields), len(all), len(series), len(spans), time.Since(start).Round(time.Second))
 	for _, s := range spans {
 		fmt.Printf("  covered %s\n", s)
 	}
@@ -205,6 +225,83 @@ func run(out string, rebuild bool, only map[int]bool) error {
 		fmt.Printf("layout change between %s and %s:\n\t%s\n", bd.before.rel.name, bd.after.rel.name, strings.Join(bd.diff(), "\n\t"))
 	}
 	return nil
+}
+
+// runModule writes the table of module: it checks the module's releases
+// from since on (vX.Y.Z) the way run checks Go's, building the module's
+// sample against each with the local toolchain.
+func runModule(module, since, out string, rebuild bool) error {
+	start := time.Now()
+	fields := wantedModuleFields(module)
+	if len(fields) == 0 {
+		return fmt.Errorf("no instrumentor declares a member of %s and offsets/gen/fields.go lists none for it", module)
+	}
+	optional := moduleOptionalStructs(module)
+	if err := checkFields(fields, optional); err != nil {
+		return err
+	}
+	if since == "" {
+		since = moduleSince[module]
+	}
+	if since == "" {
+		return fmt.Errorf("give -since vX.Y.Z: %s has no default oldest release in moduleSince (offsets/gen/fields.go)", module)
+	}
+	if !moduleRelease.MatchString(since) {
+		return fmt.Errorf("-since %q is not a release version like v0.30.0", since)
+	}
+	sinceV := version.Must(version.NewVersion(strings.TrimPrefix(since, "v")))
+	if out == "" {
+		root, err := moduleRoot()
+		if err != nil {
+			return err
+		}
+		out = filepath.Join(root, "offsets", "modules", moduleFileName(module)+".json")
+	}
+	goName, goV, err := localGoVersion()
+	if err != nil {
+		return err
+	}
+	b, err := newModuleBuilder(module, goName, fields, optional, rebuild)
+	if err != nil {
+		return err
+	}
+	proxy, err := newModuleProxy(module)
+	if err != nil {
+		return err
+	}
+	list, err := proxy.versions()
+	if err != nil {
+		return err
+	}
+	series := parseModuleVersions(list, sinceV)
+	series, dropped, err := cutAtNewerGo(series, goV, proxy.goLine)
+	if err != nil {
+		return err
+	}
+	if len(dropped) > 0 {
+		var names []string
+		for _, r := range dropped {
+			names = append(names, r.name)
+		}
+		fmt.Fprintf(os.Stderr, "warning: %s needs a newer Go than the local %s from %s on; these stay uncovered: %s\n", module, goName, names[0], strings.Join(names, " "))
+	}
+	if len(series) == 0 {
+		return fmt.Errorf("the module proxy lists no release of %s from %s on that %s can build", module, since, goName)
+	}
+	n := 0
+	for _, rs := range series {
+		n += len(rs)
+	}
+	fmt.Fprintf(os.Stderr, "%s: %d releases from %s on in %d minor series, built with %s\n", module, n, since, len(series), goName)
+	results, err := surveyAll(series, func(i int) string {
+		s := series[i][0].v.Segments()
+		return fmt.Sprintf("%s v%d.%d", module, s[0], s[1])
+	}, b.layout)
+	if err != nil {
+		return err
+	}
+	h := tableHead{about: moduleAbout(module, goName), module: module, goarch: b.goarch, goVersion: strings.TrimPrefix(goName, "go")}
+	return writeTable(out, h, fields, optional, series, results, false, start)
 }
 
 // moduleRoot finds the uranus module from the working directory up.

@@ -2,8 +2,11 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/uranus-otel/uranus/offsets"
 )
@@ -243,4 +246,45 @@ func checkPresence(fields []offsets.Field, optional map[string]string, all []che
 		return fmt.Errorf("field list:\n\t%s", strings.Join(errs, "\n\t"))
 	}
 	return nil
+}
+
+// surveyAll surveys every series, one worker per series at a time (a series
+// is bisected in order) and parallelBuilds workers, and returns the checked
+// versions of each series. label names series i in progress lines. It stops
+// starting new series once one has failed.
+func surveyAll(series [][]release, label func(i int) string, layoutOf func(release, func(string, ...any)) (layout, error)) ([][]checked, error) {
+	results := make([][]checked, len(series))
+	errs := make([]error, len(series))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	var failed atomic.Bool // stop downloading and building once the run cannot succeed
+	for w := 0; w < parallelBuilds; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if failed.Load() {
+					continue
+				}
+				logf := func(format string, args ...any) {
+					fmt.Fprintf(os.Stderr, "[%d/%d] %s: %s\n", i+1, len(series), label(i), fmt.Sprintf(format, args...))
+				}
+				results[i], errs[i] = survey(series[i], func(r release) (layout, error) { return layoutOf(r, logf) })
+				if errs[i] != nil {
+					failed.Store(true)
+				}
+			}
+		}()
+	}
+	for i := range series {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return results, nil
 }
