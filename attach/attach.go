@@ -315,11 +315,14 @@ func (a *Attacher) Run(ctx context.Context) error {
 			a.noteBad(fmt.Sprintf("%s: emits records but declares no Convert", src.inst.ID))
 			continue
 		}
-		if err := src.inst.Convert(rec.RawSample, &span, t.views[h.Source]); err != nil {
+		switch err := src.inst.Convert(rec.RawSample, &span, t.views[h.Source]); {
+		case errors.Is(err, instrumentors.ErrNoSpan):
+		case err != nil:
 			a.noteBad(fmt.Sprintf("%s: %v", src.inst.ID, err))
 			continue
+		default:
+			t.emit(&span)
 		}
-		t.emit(&span)
 		if len(a.drains) > 0 && a.reader.AvailableBytes() == 0 {
 			a.releaseDrains()
 		}

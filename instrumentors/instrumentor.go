@@ -7,6 +7,7 @@
 package instrumentors
 
 import (
+	"errors"
 	"log/slog"
 	"net"
 	"strconv"
@@ -90,6 +91,11 @@ type Instrumentor struct {
 	Options   []Option
 	Configure func(decl *Instrumentor, s Settings, log *slog.Logger) (*Instrumentor, error)
 }
+
+// ErrNoSpan, returned by Convert, says the instrumentor handled the record
+// itself and no span is to be made of it (the key log writes a secret to
+// its file): not a bad record.
+var ErrNoSpan = errors.New("record handled by its instrumentor: no span")
 
 // Dynamic is what an instrumentor decided for one binary.
 type Dynamic struct {

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/uranus-otel/uranus/attach"
 	"github.com/uranus-otel/uranus/instrumentors"
@@ -111,7 +110,7 @@ func tlsDumpMain(args []string, stdout, stderr io.Writer) int {
 	}
 	opts := tlsDumpOptions{capture: uint32(n), plaintext: !*noPlaintext}
 	if *keylog != "" {
-		f, err := openKeyLog(*keylog)
+		f, err := gotls.OpenKeyLogFile("--keylog", *keylog)
 		if err != nil {
 			fmt.Fprintln(stderr, "uranus tls-dump:", err)
 			return 1
@@ -134,30 +133,6 @@ type tlsDumpOptions struct {
 	capture   uint32   // plaintext bytes per call
 	plaintext bool     // attach the tap
 	keylog    *os.File // where secrets go; nil: the key log instrumentor is not attached
-}
-
-// openKeyLog opens the key log file for appending, creating it with mode
-// 0600; an existing file must be a regular file that only its owner can
-// read or write.
-func openKeyLog(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("--keylog: %w", err)
-	}
-	fi, err := f.Stat()
-	switch {
-	case err != nil:
-		err = fmt.Errorf("--keylog: %w", err)
-	case !fi.Mode().IsRegular():
-		err = fmt.Errorf("--keylog %s: not a regular file", path)
-	case fi.Mode().Perm()&0o077 != 0:
-		err = fmt.Errorf("--keylog %s: the file exists with mode %04o, which lets others read the secrets; remove it or chmod 600 it first", path, fi.Mode().Perm())
-	}
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
 }
 
 // tlsDump attaches the handshake instrumentor, the tap (in the mode that

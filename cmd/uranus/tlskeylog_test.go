@@ -78,7 +78,33 @@ func TestTLSDumpKeyLog(t *testing.T) {
 	} {
 		name := fmt.Sprintf("go%s/tls1%d", c.goVersion, c.tlsVer-tls.VersionTLS10)
 		t.Run(name, func(t *testing.T) {
-			testKeyLog(t, c.goVersion, c.tlsVer, c.plaintext, certFile, keyFile)
+			testKeyLog(t, c.goVersion, c.tlsVer, c.plaintext, false, certFile, keyFile)
+		})
+	}
+}
+
+// TestSidecarKeyLog: the sidecar itself writes the key log when asked
+// (--tls-keylog FILE, the key log instrumentor's own option), as tls-dump
+// --keylog does, beside its spans; the capture opens with it.
+func TestSidecarKeyLog(t *testing.T) {
+	e2e.RequireBPF(t)
+	if _, err := exec.LookPath("tshark"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("tshark is required in CI: %v", err)
+		}
+		t.Skip("skipping: tshark is not installed")
+	}
+	certFile, keyFile := writeTestCert(t, t.TempDir())
+	for _, c := range []struct {
+		goVersion string
+		tlsVer    uint16
+	}{
+		{"1.16.15", tls.VersionTLS12},
+		{"1.27.4", tls.VersionTLS13},
+	} {
+		name := fmt.Sprintf("go%s/tls1%d", c.goVersion, c.tlsVer-tls.VersionTLS10)
+		t.Run(name, func(t *testing.T) {
+			testKeyLog(t, c.goVersion, c.tlsVer, false, true, certFile, keyFile)
 		})
 	}
 }
@@ -102,7 +128,9 @@ func writeTestCert(t *testing.T, dir string) (certFile, keyFile string) {
 	return certFile, keyFile
 }
 
-func testKeyLog(t *testing.T, goVersion string, tlsVer uint16, plaintext bool, certFile, keyFile string) {
+// testKeyLog runs uranus tls-dump --keylog, or with sidecar the uranus
+// sidecar with --tls-keylog, on the app, and checks the key log it writes.
+func testKeyLog(t *testing.T, goVersion string, tlsVer uint16, plaintext, sidecar bool, certFile, keyFile string) {
 	dir := t.TempDir()
 	app := e2e.Start(t, e2e.BuildTarget(t, "tlsapp", goVersion, testapp.Options{}), "-cert", certFile, "-key", keyFile, "-ca", certFile)
 	_, port, err := net.SplitHostPort(app.Addr)
@@ -114,7 +142,13 @@ func testKeyLog(t *testing.T, goVersion string, tlsVer uint16, plaintext bool, c
 	if !plaintext {
 		args = append(args, "--no-plaintext")
 	}
+	attached, warning := "watching pid", "WARNING: writing TLS secrets to "+keys
+	if sidecar {
+		args = []string{"--pid", fmt.Sprint(app.Cmd.Process.Pid), "--tls-keylog", keys}
+		attached, warning = "msg=attached", "writing TLS secrets to "+keys
+	}
 	dump := exec.Command(uranusBin, args...)
+	dump.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
 	var dumpOut, dumpErr lockedBuffer
 	dump.Stdout, dump.Stderr = &dumpOut, &dumpErr
 	if err := dump.Start(); err != nil {
@@ -126,14 +160,14 @@ func testKeyLog(t *testing.T, goVersion string, tlsVer uint16, plaintext bool, c
 			dump.Wait()
 		}
 	})
-	waitFor(t, "tls-dump to attach", func() string {
-		if strings.Contains(dumpErr.String(), "watching pid") {
+	waitFor(t, "uranus to attach", func() string {
+		if strings.Contains(dumpErr.String(), attached) {
 			return ""
 		}
 		return "stderr so far: " + dumpErr.String()
 	})
-	if !strings.Contains(dumpErr.String(), "WARNING: writing TLS secrets to "+keys) {
-		t.Errorf("tls-dump gave no warning about the key log:\n%s", dumpErr.String())
+	if !strings.Contains(dumpErr.String(), warning) {
+		t.Errorf("uranus gave no warning about the key log:\n%s", dumpErr.String())
 	}
 	checkMode(t, keys)
 
@@ -229,11 +263,14 @@ func testKeyLog(t *testing.T, goVersion string, tlsVer uint16, plaintext bool, c
 			t.Errorf("key log line %q: label %s, want one of %v", l, m[1], wantLabels)
 		}
 	}
-	if !strings.Contains(dumpOut.String(), " keylog "+wantLabels[0]+" client_random ") {
+	if !sidecar && !strings.Contains(dumpOut.String(), " keylog "+wantLabels[0]+" client_random ") {
 		t.Errorf("tls-dump printed no keylog line:\n%s", dumpOut.String())
 	}
-	if tapped := strings.Contains(dumpOut.String(), " read "); tapped != plaintext {
+	if tapped := strings.Contains(dumpOut.String(), " read "); !sidecar && tapped != plaintext {
 		t.Errorf("tls-dump printed plaintext reads: %v, want %v:\n%s", tapped, plaintext, dumpOut.String())
+	}
+	if sidecar && (strings.Contains(dumpErr.String(), "records that could not be decoded") || strings.Contains(dumpErr.String(), "SECRET")) {
+		t.Errorf("the sidecar logged the key log's records as bad, or a secret:\n%s", dumpErr.String())
 	}
 
 	// Stop the capture once it holds all of the traffic: the kernel hands

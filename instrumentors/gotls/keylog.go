@@ -3,6 +3,10 @@ package gotls
 import (
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"syscall"
 	"unsafe"
 
 	"github.com/uranus-otel/uranus/binary"
@@ -18,7 +22,7 @@ import (
 // log format. Its records never become spans: secrets are not exported.
 var KeyLog = &instrumentors.Instrumentor{
 	ID:      "tls-keylog",
-	Doc:     "crypto/tls secrets, for uranus tls-dump --keylog only: records nothing otherwise, exports nothing (off by default)",
+	Doc:     "crypto/tls secrets, for a key log file (--tls-keylog FILE, or uranus tls-dump --keylog): records nothing otherwise, never exported (off by default)",
 	Library: "crypto/tls",
 	Spec:    bpf.LoadTlskeylog,
 	Probes: []instrumentors.Probe{{
@@ -27,9 +31,15 @@ var KeyLog = &instrumentors.Instrumentor{
 		Symbol: "crypto/tls.(*Config).writeKeyLog",
 		Entry:  "keylog_entry",
 	}},
-	Dynamic:      keyLogDynamic(false),
+	Dynamic: keyLogDynamic(false),
+	Options: []instrumentors.Option{{
+		Name: "tls-keylog",
+		Usage: "append the TLS secrets of the target's connections to `FILE` in the NSS key log format, for Wireshark/tshark " +
+			"(created with mode 0600; turns the tls-keylog instrumentor on; whoever holds the file and a capture reads the traffic: see the README)",
+	}},
+	Configure:    configureKeyLog,
 	Convert:      convertKeyLog,
-	Stats:        [4]string{"secrets not recorded (only tls-dump --keylog asks for them)", "secrets longer than a record holds"},
+	Stats:        [4]string{"secrets not recorded (only --tls-keylog or tls-dump --keylog ask for them)", "secrets longer than a record holds"},
 	OffByDefault: true,
 }
 
@@ -99,7 +109,68 @@ func (s Secret) NSSLine() string {
 	return fmt.Sprintf("%s %x %x\n", s.Label, s.ClientRandom, s.Secret)
 }
 
-var errKeyLogSpan = errors.New("tls key log records are read by uranus tls-dump --keylog; secrets never become spans")
+var errKeyLogSpan = errors.New("tls key log records are read by uranus tls-dump --keylog or --tls-keylog; secrets never become spans")
+
+// writeKeyLog is Convert when the sidecar writes a key log (--tls-keylog):
+// each secret becomes a line of w, never a span. One write per line,
+// unbuffered: a reader of the file (Wireshark live) sees each secret as
+// soon as it is known.
+func writeKeyLog(w io.Writer) func([]byte, *otel.Span, instrumentors.Target) error {
+	return func(record []byte, _ *otel.Span, _ instrumentors.Target) error {
+		s, err := DecodeKeyLog(record)
+		if err != nil {
+			return err
+		}
+		if _, err := io.WriteString(w, s.NSSLine()); err != nil {
+			return fmt.Errorf("writing the key log: %w", err)
+		}
+		return instrumentors.ErrNoSpan
+	}
+}
+
+// OpenKeyLogFile opens the key log file for appending, creating it with
+// mode 0600; an existing file must be a regular file that only its owner
+// can read or write. flag names the option, for the errors.
+func OpenKeyLogFile(flag, path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		err = fmt.Errorf("%s: %w", flag, err)
+	case !fi.Mode().IsRegular():
+		err = fmt.Errorf("%s %s: not a regular file", flag, path)
+	case fi.Mode().Perm()&0o077 != 0:
+		err = fmt.Errorf("%s %s: the file exists with mode %04o, which lets others read the secrets; remove it or chmod 600 it first", flag, path, fi.Mode().Perm())
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// configureKeyLog turns the key log on when --tls-keylog names a file.
+func configureKeyLog(decl *instrumentors.Instrumentor, s instrumentors.Settings, log *slog.Logger) (*instrumentors.Instrumentor, error) {
+	path, _ := s.Last("tls-keylog").(string)
+	if path == "" {
+		return decl, nil
+	}
+	f, err := OpenKeyLogFile("--tls-keylog", path)
+	if err != nil {
+		return nil, err
+	}
+	if log != nil {
+		log.Warn("writing TLS secrets to " + path + ": with it, anyone holding a capture of this traffic can read it; delete it when done")
+	}
+	c := *decl
+	c.Dynamic = keyLogDynamic(true)
+	c.Convert = writeKeyLog(f)
+	c.OffByDefault = false
+	return &c, nil
+}
 
 func convertKeyLog(record []byte, _ *otel.Span, _ instrumentors.Target) error {
 	if _, err := DecodeKeyLog(record); err != nil {

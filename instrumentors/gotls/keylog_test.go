@@ -2,6 +2,9 @@ package gotls
 
 import (
 	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"unsafe"
@@ -81,5 +84,35 @@ func TestKeyLogOnlyWhenAsked(t *testing.T) {
 	}
 	if !KeyLog.OffByDefault {
 		t.Error("tls-keylog is on by default")
+	}
+}
+
+// TestKeyLogOption: --tls-keylog FILE turns the key log on, writing to a
+// file made with mode 0600, and refuses a file others can read.
+func TestKeyLogOption(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keys.log")
+	in, err := KeyLog.Configure(KeyLog, instrumentors.Settings{"tls-keylog": {path}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.OffByDefault {
+		t.Error("--tls-keylog did not turn the key log on")
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("key log file: %v, %v; want mode 0600", fi, err)
+	}
+	rec := keyLogRecord("CLIENT_RANDOM", make([]byte, 32), []byte{1, 2, 3}, nil)
+	if err := in.Convert(rec, &otel.Span{}, names{}); !errors.Is(err, instrumentors.ErrNoSpan) {
+		t.Errorf("Convert: %v, want ErrNoSpan", err)
+	}
+	if b, _ := os.ReadFile(path); !strings.HasPrefix(string(b), "CLIENT_RANDOM 0000") || !strings.HasSuffix(string(b), " 010203\n") {
+		t.Errorf("key log holds %q", b)
+	}
+	open := filepath.Join(dir, "open.log")
+	os.WriteFile(open, nil, 0o644)
+	os.Chmod(open, 0o644)
+	if _, err := KeyLog.Configure(KeyLog, instrumentors.Settings{"tls-keylog": {open}}, nil); err == nil || !strings.Contains(err.Error(), "lets others read the secrets") {
+		t.Errorf("a 0644 file: %v", err)
 	}
 }
