@@ -86,9 +86,23 @@ struct call {
 	struct span_ctx prev;
 	u8 had_prev;
 	u8 wire;       // enum call_wire
-	u8 _pad[6];
+	u8 origin;     // enum call_origin: whose entry made it
+	u8 _pad[5];
 	struct wire_key key; // the connection announced in wire_requests
 };
+
+// golang.org/x/net/http2's Transport is a RoundTripper of its own: called
+// directly, its RoundTripOpt is the call; called by net/http's Transport
+// (http2.ConfigureTransport), it runs inside net/http's roundTrip on the
+// same goroutine with the same *Request, and that outer call is the span.
+enum call_origin {
+	ORIGIN_NET_HTTP, // net/http.(*Transport).roundTrip
+	ORIGIN_XNET,     // golang.org/x/net/http2.(*Transport).RoundTripOpt
+};
+
+// Argument words of x/net's RoundTripOpt(t, req, opt) before its results,
+// under the stack ABI (x/net releases for Go < 1.17).
+volatile const u32 xnet_arg_words;
 
 enum call_wire {
 	CALL_WIRE_NONE,      // not announced (yet)
@@ -118,20 +132,12 @@ struct {
 	__type(value, struct pending);
 } pending SEC(".maps");
 
-SEC("uprobe")
-int client_entry(struct pt_regs *ctx)
+// begin_call starts the span of a client call of req on goroutine goid.
+static __always_inline void begin_call(struct pt_regs *ctx, u64 goid, u64 req, u8 origin)
 {
-	stat_inc(STAT_ENTRY);
-	u64 goid = go_goid(ctx);
-	if (goid == 0)
-		return 0;
-	u64 req = go_arg(ctx, 1);
-	struct call *prior = bpf_map_lookup_elem(&calls, &goid);
-	if (prior && prior->req == req) // re-entry after morestack
-		return 0;
-
 	struct call c = {};
 	c.req = req;
+	c.origin = origin;
 	c.header = read_u64(req, off_req_header);
 	span_begin(&c.h, goid, active_span(ctx, goid), 0, &c.prev, &c.had_prev);
 	if (bpf_map_update_elem(&calls, &goid, &c, BPF_ANY))
@@ -145,21 +151,48 @@ int client_entry(struct pt_regs *ctx)
 		p.sc.flags = c.h.flags & SPAN_FLAG_SAMPLED;
 		bpf_map_update_elem(&pending, &c.header, &p, BPF_ANY);
 	}
-	return 0;
 }
 
 SEC("uprobe")
-int client_return(struct pt_regs *ctx)
+int client_entry(struct pt_regs *ctx)
 {
-	stat_inc(STAT_RETURN);
+	stat_inc(STAT_ENTRY);
 	u64 goid = go_goid(ctx);
 	if (goid == 0)
 		return 0;
-	struct call *c = bpf_map_lookup_elem(&calls, &goid);
-	if (!c) {
-		stat_inc(STAT_NO_ENTRY);
+	u64 req = go_arg(ctx, 1);
+	struct call *prior = bpf_map_lookup_elem(&calls, &goid);
+	if (prior && prior->req == req) // re-entry after morestack
 		return 0;
-	}
+	begin_call(ctx, goid, req, ORIGIN_NET_HTTP);
+	return 0;
+}
+
+//   func (t *Transport) RoundTripOpt(req *http.Request, opt RoundTripOpt) (*http.Response, error)
+//
+// of golang.org/x/net/http2: arguments t (word 0), req (1), opt (2).
+SEC("uprobe")
+int xnet_entry(struct pt_regs *ctx)
+{
+	stat_inc(STAT_ENTRY);
+	u64 goid = go_goid(ctx);
+	if (goid == 0)
+		return 0;
+	u64 req = go_arg(ctx, 1);
+	struct call *prior = bpf_map_lookup_elem(&calls, &goid);
+	// Inside net/http's roundTrip (ConfigureTransport: its request, or a
+	// copy of it with a rewindable body), or its own entry again after
+	// morestack: the call has its span already.
+	if (prior && (prior->origin == ORIGIN_NET_HTTP || prior->req == req))
+		return 0;
+	begin_call(ctx, goid, req, ORIGIN_XNET);
+	return 0;
+}
+
+// end_call emits the span of call c at its return; nargs is where the
+// results start under the stack ABI.
+static __always_inline void end_call(struct pt_regs *ctx, u64 goid, struct call *c, u32 nargs)
+{
 	u8 injected = 0;
 	if (c->wire == CALL_WIRE_ANNOUNCED) {
 		u64 sid = span_key(c->h.span_id);
@@ -186,7 +219,7 @@ int client_return(struct pt_regs *ctx)
 		stat_inc(STAT_RINGBUF_FULL);
 		goto done;
 	}
-	u64 req = c->req, resp = go_result(ctx, 2, 0), err_itab = go_result(ctx, 2, 1);
+	u64 req = c->req, resp = go_result(ctx, nargs, 0), err_itab = go_result(ctx, nargs, 1);
 	e->h = c->h;
 	e->h.end_ns = bpf_ktime_get_ns();
 	e->status = resp ? read_u64(resp, off_resp_status) : 0;
@@ -207,6 +240,39 @@ int client_return(struct pt_regs *ctx)
 done:
 	span_end(goid, &c->prev, c->had_prev);
 	bpf_map_delete_elem(&calls, &goid);
+}
+
+SEC("uprobe")
+int client_return(struct pt_regs *ctx)
+{
+	stat_inc(STAT_RETURN);
+	u64 goid = go_goid(ctx);
+	if (goid == 0)
+		return 0;
+	struct call *c = bpf_map_lookup_elem(&calls, &goid);
+	if (!c) {
+		stat_inc(STAT_NO_ENTRY);
+		return 0;
+	}
+	end_call(ctx, goid, c, 2);
+	return 0;
+}
+
+SEC("uprobe")
+int xnet_return(struct pt_regs *ctx)
+{
+	stat_inc(STAT_RETURN);
+	u64 goid = go_goid(ctx);
+	if (goid == 0)
+		return 0;
+	struct call *c = bpf_map_lookup_elem(&calls, &goid);
+	if (!c) {
+		stat_inc(STAT_NO_ENTRY);
+		return 0;
+	}
+	if (c->origin != ORIGIN_XNET) // net/http's call, which ends at its own return
+		return 0;
+	end_call(ctx, goid, c, xnet_arg_words);
 	return 0;
 }
 

@@ -33,7 +33,8 @@ type HttpClientCall struct {
 	Prev    HttpClientSpanCtx
 	HadPrev uint8
 	Wire    uint8
-	Pad     [6]uint8
+	Origin  uint8
+	Pad     [5]uint8
 	Key     HttpClientWireKey
 }
 
@@ -123,6 +124,8 @@ const (
 	HttpClientProgClientReturn      = "client_return"
 	HttpClientProgClientWire        = "client_wire"
 	HttpClientProgInjectTraceparent = "inject_traceparent"
+	HttpClientProgXnetEntry         = "xnet_entry"
+	HttpClientProgXnetReturn        = "xnet_return"
 	HttpClientVarExportEvent        = "__export_event"
 	HttpClientVarFeatureInject      = "feature_inject"
 	HttpClientVarFeatureWire        = "feature_wire"
@@ -169,6 +172,7 @@ const (
 	HttpClientVarScopePidnsDev      = "scope_pidns_dev"
 	HttpClientVarScopePidnsIno      = "scope_pidns_ino"
 	HttpClientVarSourceId           = "source_id"
+	HttpClientVarXnetArgWords       = "xnet_arg_words"
 )
 
 // LoadHttpClient returns the embedded CollectionSpec for HttpClient.
@@ -217,6 +221,8 @@ type HttpClientProgramSpecs struct {
 	ClientReturn      *ebpf.ProgramSpec `ebpf:"client_return"`
 	ClientWire        *ebpf.ProgramSpec `ebpf:"client_wire"`
 	InjectTraceparent *ebpf.ProgramSpec `ebpf:"inject_traceparent"`
+	XnetEntry         *ebpf.ProgramSpec `ebpf:"xnet_entry"`
+	XnetReturn        *ebpf.ProgramSpec `ebpf:"xnet_return"`
 }
 
 // HttpClientMapSpecs contains maps before they are loaded into the kernel.
@@ -285,6 +291,7 @@ type HttpClientVariableSpecs struct {
 	ScopePidnsDev      *ebpf.VariableSpec `ebpf:"scope_pidns_dev"`
 	ScopePidnsIno      *ebpf.VariableSpec `ebpf:"scope_pidns_ino"`
 	SourceId           *ebpf.VariableSpec `ebpf:"source_id"`
+	XnetArgWords       *ebpf.VariableSpec `ebpf:"xnet_arg_words"`
 }
 
 // HttpClientObjects contains all objects after they have been loaded into the kernel.
@@ -384,6 +391,7 @@ type HttpClientVariables struct {
 	ScopePidnsDev      *ebpf.Variable `ebpf:"scope_pidns_dev"`
 	ScopePidnsIno      *ebpf.Variable `ebpf:"scope_pidns_ino"`
 	SourceId           *ebpf.Variable `ebpf:"source_id"`
+	XnetArgWords       *ebpf.Variable `ebpf:"xnet_arg_words"`
 }
 
 // HttpClientPrograms contains all programs after they have been loaded into the kernel.
@@ -394,6 +402,8 @@ type HttpClientPrograms struct {
 	ClientReturn      *ebpf.Program `ebpf:"client_return"`
 	ClientWire        *ebpf.Program `ebpf:"client_wire"`
 	InjectTraceparent *ebpf.Program `ebpf:"inject_traceparent"`
+	XnetEntry         *ebpf.Program `ebpf:"xnet_entry"`
+	XnetReturn        *ebpf.Program `ebpf:"xnet_return"`
 }
 
 func (p *HttpClientPrograms) Close() error {
@@ -402,6 +412,8 @@ func (p *HttpClientPrograms) Close() error {
 		p.ClientReturn,
 		p.ClientWire,
 		p.InjectTraceparent,
+		p.XnetEntry,
+		p.XnetReturn,
 	)
 }
 

@@ -48,6 +48,14 @@ var Instrumentor = &instrumentors.Instrumentor{
 		Entry:    "client_wire",
 		Requires: instrumentors.FeatureWire,
 		Optional: true,
+	}, {
+		// golang.org/x/net/http2's Transport, used on its own (inside
+		// net/http's Transport, through ConfigureTransport, net/http's
+		// call is the span). In binaries that link it.
+		Symbol:   "golang.org/x/net/http2.(*Transport).RoundTripOpt",
+		Entry:    "xnet_entry",
+		Return:   "xnet_return",
+		Optional: true,
 	}},
 	Consts: append([]instrumentors.Const{
 		{Name: "off_req_method", Field: offsets.Field{Struct: "net/http.Request", Member: "Method"}},
@@ -70,6 +78,11 @@ var Instrumentor = &instrumentors.Instrumentor{
 		{Name: "off_pc_conn", Field: offsets.Field{Struct: "net/http.persistConn", Member: "conn"}},
 		{Name: "off_pc_tls_state", Field: offsets.Field{Struct: "net/http.persistConn", Member: "tlsState"}},
 	}, append(instrumentors.HeaderConsts, instrumentors.WireConsts...)...),
+	// RoundTripOpt(t, req, opt): three argument words before its results
+	// under the stack ABI.
+	Values: []instrumentors.Value{
+		{Name: "xnet_arg_words", GoVersions: "< 1.17", Value: 3},
+	},
 	Convert: converter{}.convert,
 	Options: []instrumentors.Option{{
 		Name:  "keep-query-values",
