@@ -39,6 +39,11 @@ volatile const u64 off_httpconn_rwc;  // net/http.conn.rwc: net.Conn
 volatile const u64 off_httpconn_tls;  // net/http.conn.tlsState: set for TLS
 volatile const u64 off_tlsconn_conn;  // crypto/tls.Conn.conn: the net.Conn under TLS
 volatile const u8 feature_wire;
+// golang.org/x/net/http2's server (h2c.NewHandler, http2.Server.ServeConn):
+// its responseWriter and state, by the module's version.
+volatile const u64 off_xrw_rws;
+volatile const u64 off_xrws_status;
+volatile const u64 off_xrws_req;
 
 // Instrumentor counters (named in instrumentors/httpserver).
 #define STAT_FROM_OPTION STAT_EXTRA
@@ -74,6 +79,7 @@ struct call {
 	struct event_header h;
 	u64 req;
 	u64 rw;
+	u64 xnet;         // rw is golang.org/x/net/http2's *responseWriterState
 	struct go_str user_agent; // header values found at entry
 	struct go_str tracestate;
 	struct span_ctx prev;
@@ -116,14 +122,10 @@ static __always_inline int option_context(u64 rw, u64 req, struct span_ctx *sc)
 	return 0;
 }
 
-SEC("uprobe")
-int server_entry(struct pt_regs *ctx)
+// begin_request starts the span of req, served through the response
+// writer rw (an x/net one when xnet), on goroutine goid.
+static __always_inline int begin_request(u64 goid, u64 req, u64 rw, u8 xnet)
 {
-	stat_inc(STAT_ENTRY);
-	u64 goid = go_goid(ctx);
-	if (goid == 0)
-		return 0;
-	u64 req = go_arg(ctx, 3);
 	// A function entered with too little stack calls morestack, which
 	// restarts it from the top: the entry probe fires twice for one call.
 	struct call *prior = bpf_map_lookup_elem(&calls, &goid);
@@ -132,7 +134,8 @@ int server_entry(struct pt_regs *ctx)
 
 	struct call c = {};
 	c.req = req;
-	c.rw = go_arg(ctx, 2);
+	c.rw = rw;
+	c.xnet = xnet;
 	struct header_refs hdr = {};
 	scan_header(read_u64(req, off_req_header), (1 << HDR_TRACEPARENT) | (1 << HDR_TRACESTATE) | (1 << HDR_USER_AGENT), &hdr);
 	struct span_ctx remote = {};
@@ -140,7 +143,7 @@ int server_entry(struct pt_regs *ctx)
 	if (extracted) {
 		c.tracestate.ptr = hdr.ptr[HDR_TRACESTATE];
 		c.tracestate.len = hdr.len[HDR_TRACESTATE];
-	} else if (feature_wire) {
+	} else if (feature_wire && !xnet) {
 		extracted = option_context(c.rw, req, &remote) == 0;
 	}
 	c.user_agent.ptr = hdr.ptr[HDR_USER_AGENT];
@@ -149,6 +152,33 @@ int server_entry(struct pt_regs *ctx)
 	if (bpf_map_update_elem(&calls, &goid, &c, BPF_ANY))
 		stat_inc(STAT_INFLIGHT_FULL);
 	return 0;
+}
+
+SEC("uprobe")
+int server_entry(struct pt_regs *ctx)
+{
+	stat_inc(STAT_ENTRY);
+	u64 goid = go_goid(ctx);
+	if (goid == 0)
+		return 0;
+	return begin_request(goid, go_arg(ctx, 3), go_arg(ctx, 2), 0);
+}
+
+//   func (sc *serverConn) runHandler(rw *responseWriter, req *http.Request, handler func(http.ResponseWriter, *http.Request))
+//
+// of golang.org/x/net/http2: one HTTP/2 stream's handler, on a goroutine
+// of its own; arguments sc (word 0), rw (1), req (2), handler (3).
+SEC("uprobe")
+int xnet_stream_entry(struct pt_regs *ctx)
+{
+	stat_inc(STAT_ENTRY);
+	u64 goid = go_goid(ctx);
+	if (goid == 0)
+		return 0;
+	// The writer's state, kept now: the writer lets go of it when the
+	// handler is done (and pools it), before runHandler returns.
+	u64 rws = off_xrw_rws == OFFSET_ABSENT ? 0 : read_u64(go_arg(ctx, 1), off_xrw_rws);
+	return begin_request(goid, go_arg(ctx, 2), rws, 1);
 }
 
 // response_status reads the status the handler set through rw (0: none
@@ -198,7 +228,16 @@ int server_return(struct pt_regs *ctx)
 	u64 req = c->req;
 	e->h = c->h;
 	e->h.end_ns = bpf_ktime_get_ns();
-	e->status = response_status(c->rw, req, &e->status_unknown);
+	if (c->xnet) {
+		// The pooled state still holds this stream's status unless
+		// another stream took it meanwhile (then its req differs).
+		u64 rws = c->rw;
+		e->status_unknown = off_xrws_status == OFFSET_ABSENT || off_xrws_req == OFFSET_ABSENT || rws == 0 ||
+				    read_u64(rws, off_xrws_req) != req;
+		e->status = e->status_unknown ? 0 : read_u64(rws, off_xrws_status);
+	} else {
+		e->status = response_status(c->rw, req, &e->status_unknown);
+	}
 	e->proto_major = read_u64(req, off_req_proto_major);
 	e->proto_minor = read_u64(req, off_req_proto_minor);
 	u64 tls = read_u64(req, off_req_tls);

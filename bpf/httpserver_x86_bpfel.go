@@ -30,6 +30,7 @@ type HttpServerCall struct {
 	}
 	Req       uint64
 	Rw        uint64
+	Xnet      uint64
 	UserAgent struct {
 		_   structs.HostLayout
 		Ptr uint64
@@ -124,6 +125,7 @@ const (
 	HttpServerMapWireTgids          = "wire_tgids"
 	HttpServerProgServerEntry       = "server_entry"
 	HttpServerProgServerReturn      = "server_return"
+	HttpServerProgXnetStreamEntry   = "xnet_stream_entry"
 	HttpServerVarExportEvent        = "__export_event"
 	HttpServerVarFeatureWire        = "feature_wire"
 	HttpServerVarG_tlsOffset        = "g_tls_offset"
@@ -168,6 +170,9 @@ const (
 	HttpServerVarOffTcpconnConn     = "off_tcpconn_conn"
 	HttpServerVarOffTlsconnConn     = "off_tlsconn_conn"
 	HttpServerVarOffUrlPath         = "off_url_path"
+	HttpServerVarOffXrwRws          = "off_xrw_rws"
+	HttpServerVarOffXrwsReq         = "off_xrws_req"
+	HttpServerVarOffXrwsStatus      = "off_xrws_status"
 	HttpServerVarSamplerBound       = "sampler_bound"
 	HttpServerVarSamplerParentBased = "sampler_parent_based"
 	HttpServerVarScopePidnsDev      = "scope_pidns_dev"
@@ -217,8 +222,9 @@ type HttpServerSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type HttpServerProgramSpecs struct {
-	ServerEntry  *ebpf.ProgramSpec `ebpf:"server_entry"`
-	ServerReturn *ebpf.ProgramSpec `ebpf:"server_return"`
+	ServerEntry     *ebpf.ProgramSpec `ebpf:"server_entry"`
+	ServerReturn    *ebpf.ProgramSpec `ebpf:"server_return"`
+	XnetStreamEntry *ebpf.ProgramSpec `ebpf:"xnet_stream_entry"`
 }
 
 // HttpServerMapSpecs contains maps before they are loaded into the kernel.
@@ -284,6 +290,9 @@ type HttpServerVariableSpecs struct {
 	OffTcpconnConn     *ebpf.VariableSpec `ebpf:"off_tcpconn_conn"`
 	OffTlsconnConn     *ebpf.VariableSpec `ebpf:"off_tlsconn_conn"`
 	OffUrlPath         *ebpf.VariableSpec `ebpf:"off_url_path"`
+	OffXrwRws          *ebpf.VariableSpec `ebpf:"off_xrw_rws"`
+	OffXrwsReq         *ebpf.VariableSpec `ebpf:"off_xrws_req"`
+	OffXrwsStatus      *ebpf.VariableSpec `ebpf:"off_xrws_status"`
 	SamplerBound       *ebpf.VariableSpec `ebpf:"sampler_bound"`
 	SamplerParentBased *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
 	ScopePidnsDev      *ebpf.VariableSpec `ebpf:"scope_pidns_dev"`
@@ -384,6 +393,9 @@ type HttpServerVariables struct {
 	OffTcpconnConn     *ebpf.Variable `ebpf:"off_tcpconn_conn"`
 	OffTlsconnConn     *ebpf.Variable `ebpf:"off_tlsconn_conn"`
 	OffUrlPath         *ebpf.Variable `ebpf:"off_url_path"`
+	OffXrwRws          *ebpf.Variable `ebpf:"off_xrw_rws"`
+	OffXrwsReq         *ebpf.Variable `ebpf:"off_xrws_req"`
+	OffXrwsStatus      *ebpf.Variable `ebpf:"off_xrws_status"`
 	SamplerBound       *ebpf.Variable `ebpf:"sampler_bound"`
 	SamplerParentBased *ebpf.Variable `ebpf:"sampler_parent_based"`
 	ScopePidnsDev      *ebpf.Variable `ebpf:"scope_pidns_dev"`
@@ -395,14 +407,16 @@ type HttpServerVariables struct {
 //
 // It can be passed to LoadHttpServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type HttpServerPrograms struct {
-	ServerEntry  *ebpf.Program `ebpf:"server_entry"`
-	ServerReturn *ebpf.Program `ebpf:"server_return"`
+	ServerEntry     *ebpf.Program `ebpf:"server_entry"`
+	ServerReturn    *ebpf.Program `ebpf:"server_return"`
+	XnetStreamEntry *ebpf.Program `ebpf:"xnet_stream_entry"`
 }
 
 func (p *HttpServerPrograms) Close() error {
 	return _HttpServerClose(
 		p.ServerEntry,
 		p.ServerReturn,
+		p.XnetStreamEntry,
 	)
 }
 

@@ -36,6 +36,13 @@ var Instrumentor = &instrumentors.Instrumentor{
 		Symbol: "net/http.serverHandler.ServeHTTP",
 		Entry:  "server_entry",
 		Return: "server_return",
+	}, {
+		// golang.org/x/net/http2's server (h2c.NewHandler, ServeConn)
+		// runs each stream's handler here, not through serverHandler.
+		Symbol:   "golang.org/x/net/http2.(*serverConn).runHandler",
+		Entry:    "xnet_stream_entry",
+		Return:   "server_return",
+		Optional: true,
 	}},
 	Consts: append([]instrumentors.Const{
 		{Name: "off_req_method", Field: offsets.Field{Struct: "net/http.Request", Member: "Method"}},
@@ -64,6 +71,12 @@ var Instrumentor = &instrumentors.Instrumentor{
 		{Name: "off_response_conn", Field: offsets.Field{Struct: "net/http.response", Member: "conn"}},
 		{Name: "off_httpconn_rwc", Field: offsets.Field{Struct: "net/http.conn", Member: "rwc"}},
 		{Name: "off_httpconn_tls", Field: offsets.Field{Struct: "net/http.conn", Member: "tlsState"}},
+		// x/net's HTTP/2 response writer, by x/net's version; absent in
+		// binaries without x/net (its streams' spans then carry no status,
+		// and uranus.unreported says so).
+		{Name: "off_xrw_rws", Field: offsets.Field{Struct: "golang.org/x/net/http2.responseWriter", Member: "rws", Module: xnet}, Optional: true},
+		{Name: "off_xrws_status", Field: offsets.Field{Struct: "golang.org/x/net/http2.responseWriterState", Member: "status", Module: xnet}, Optional: true},
+		{Name: "off_xrws_req", Field: offsets.Field{Struct: "golang.org/x/net/http2.responseWriterState", Member: "req", Module: xnet}, Optional: true},
 	}, append(instrumentors.HeaderConsts, instrumentors.WireConsts...)...),
 	// From Go 1.27 the HTTP/2 server hands the handler a new *Request
 	// built from the stream's ServerRequest, which responseWriterState
@@ -74,6 +87,8 @@ var Instrumentor = &instrumentors.Instrumentor{
 	Convert: convert,
 	Stats:   [4]string{"parented from a client's TCP option"},
 }
+
+const xnet = "golang.org/x/net"
 
 // h2Const names a member of HTTP/2's server response writer in both places
 // Go has kept it.
@@ -97,6 +112,12 @@ func convert(record []byte, s *otel.Span, _ instrumentors.Target) error {
 
 	method := instrumentors.CString(e.Method[:], e.MethodLen)
 	path := instrumentors.CString(e.Path[:], e.PathLen)
+	if method == "PRI" && path == "*" {
+		// HTTP/2's connection preface reaching a handler (x/net's h2c
+		// takes the connection over there): not a request, and it lasts
+		// as long as the connection. Its streams are spans of their own.
+		return instrumentors.ErrNoSpan
+	}
 	route := routeOf(instrumentors.CString(e.Pattern[:], e.PatternLen))
 	status := int(e.Status)
 	if status == 0 {
