@@ -295,7 +295,7 @@ func TestHandshakes(t *testing.T) {
 			if attr(got.serverHS[0], "tls.client.server_name") != "uranus.test" {
 				t.Errorf("server handshake SNI %q", attr(got.serverHS[0], "tls.client.server_name"))
 			}
-			if chs.Parent.SpanID() != cl.SpanContext.SpanID() || chs.SpanContext.TraceID() != cl.SpanContext.TraceID() {
+			if !underOrRaced(t, v, chs, cl) {
 				t.Errorf("client handshake's parent is %s, want the client span %s", chs.Parent.SpanID(), cl.SpanContext.SpanID())
 			}
 			if attr(cl, "url.scheme") != "https" {
@@ -350,7 +350,7 @@ func TestHandshakes(t *testing.T) {
 				if attr(ch, "tls.established") != "false" || attr(sh, "tls.established") != "false" {
 					t.Errorf("%s: tls.established %q / %q on failed handshakes", tc.name, attr(ch, "tls.established"), attr(sh, "tls.established"))
 				}
-				if ch.Parent.SpanID() != got.clients[0].SpanContext.SpanID() {
+				if !underOrRaced(t, v, ch, got.clients[0]) {
 					t.Errorf("%s: failed client handshake not under the client span", tc.name)
 				}
 			}
@@ -364,3 +364,22 @@ func TestHandshakes(t *testing.T) {
 }
 
 func hits(c attach.Counters) uint64 { return c.Entry + c.Return }
+
+// underOrRaced tells whether the handshake span is the client span's child.
+// Before Go 1.15 the handshake's goroutine learns its span from the dial's
+// through bpf/goroutines.c, which reads the new goroutine from the P's
+// runnext slot at newproc1's RET: another P may steal it first, and on a
+// loaded machine sometimes does (seen in CI on Go 1.13 and 1.14). The
+// span is then a root of its own, never under a wrong parent: that, and
+// only that, is tolerated there, and logged.
+func underOrRaced(t *testing.T, v string, hs, client tracetest.SpanStub) bool {
+	t.Helper()
+	if hs.Parent.SpanID() == client.SpanContext.SpanID() && hs.SpanContext.TraceID() == client.SpanContext.TraceID() {
+		return true
+	}
+	if !atLeast(v, 15) && !hs.Parent.IsValid() {
+		t.Logf("Go %s: a handshake's goroutine was stolen before newproc1 returned; its span is a root (the documented race before Go 1.15)", v)
+		return true
+	}
+	return false
+}
