@@ -102,16 +102,7 @@ func ResolveModule(module, modVersion string, goVersion *version.Version, loadDW
 		return nil, "", fmt.Errorf("no offsets for %s %s: %s, and the binary has no DWARF to read them from (%v); generate them with `%s -module %s`",
 			module, modVersion, why, err, Regenerate, module)
 	}
-	got, err := FromDWARF(d, fields)
-	var missing *MissingStructsError
-	if errors.As(err, &missing) {
-		for _, f := range fields {
-			if _, ok := got[f]; !ok {
-				got[f] = Offset{}
-			}
-		}
-		err = nil
-	}
+	got, err := targetDWARF(d, fields)
 	if err != nil {
 		return nil, "", fmt.Errorf("no offsets for %s %s: %s, and reading the target's DWARF failed: %w", module, modVersion, why, err)
 	}

@@ -83,6 +83,18 @@ func Resolve(t *Table, v *version.Version, loadDWARF func() (*dwarf.Data, error)
 	if err != nil {
 		return nil, "", fmt.Errorf("no offsets for Go %s: %s and the binary has no DWARF to read them from (%v); regenerate the table with `%s`", v, why, err, Regenerate)
 	}
+	got, err := targetDWARF(d, fields)
+	if err != nil {
+		return nil, "", fmt.Errorf("no offsets for Go %s: %s, and reading the target's DWARF failed: %w (regenerate the table with `%s`)", v, why, err, Regenerate)
+	}
+	return got, "target DWARF", nil
+}
+
+// targetDWARF reads fields from a target's DWARF. A missing struct — not in
+// that version, or dropped by the linker because the program never uses it
+// — makes its members absent; whether that matters is the caller's
+// decision.
+func targetDWARF(d *dwarf.Data, fields []Field) (map[Field]Offset, error) {
 	got, err := FromDWARF(d, fields)
 	var missing *MissingStructsError
 	if errors.As(err, &missing) {
@@ -93,8 +105,5 @@ func Resolve(t *Table, v *version.Version, loadDWARF func() (*dwarf.Data, error)
 		}
 		err = nil
 	}
-	if err != nil {
-		return nil, "", fmt.Errorf("no offsets for Go %s: %s, and reading the target's DWARF failed: %w (regenerate the table with `%s`)", v, why, err, Regenerate)
-	}
-	return got, "target DWARF", nil
+	return got, err
 }

@@ -58,13 +58,7 @@ var keyLogLine = regexp.MustCompile(`^([A-Z0-9_]+) ([0-9a-f]{64}) ([0-9a-f]{64}|
 // tshark finds both HTTP requests with the file, none without it. The
 // secrets of the test's own connection must be those its crypto/tls logs.
 func TestTLSDumpKeyLog(t *testing.T) {
-	e2e.RequireBPF(t)
-	if _, err := exec.LookPath("tshark"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("tshark is required in CI: %v", err)
-		}
-		t.Skip("skipping: tshark is not installed")
-	}
+	requireTshark(t)
 	certFile, keyFile := writeTestCert(t, t.TempDir())
 	for _, c := range []struct {
 		goVersion string
@@ -87,13 +81,7 @@ func TestTLSDumpKeyLog(t *testing.T) {
 // (--tls-keylog FILE, the key log instrumentor's own option), as tls-dump
 // --keylog does, beside its spans; the capture opens with it.
 func TestSidecarKeyLog(t *testing.T) {
-	e2e.RequireBPF(t)
-	if _, err := exec.LookPath("tshark"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("tshark is required in CI: %v", err)
-		}
-		t.Skip("skipping: tshark is not installed")
-	}
+	requireTshark(t)
 	certFile, keyFile := writeTestCert(t, t.TempDir())
 	for _, c := range []struct {
 		goVersion string
@@ -351,5 +339,18 @@ func waitFor(t *testing.T, what string, cond func() string) {
 			t.Fatalf("waiting for %s: %s", what, seen)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// requireTshark stops the test unless eBPF and tshark are there; in CI
+// their absence fails it.
+func requireTshark(t *testing.T) {
+	t.Helper()
+	e2e.RequireBPF(t)
+	if _, err := exec.LookPath("tshark"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("tshark is required in CI: %v", err)
+		}
+		t.Skip("skipping: tshark is not installed")
 	}
 }

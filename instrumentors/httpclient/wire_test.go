@@ -308,24 +308,33 @@ func TestWireTwoSidecars(t *testing.T) {
 	requireNetwork(t, sa)
 	requireNetwork(t, sb)
 	const calls = 10
-	clients := map[trace.SpanID]trace.TraceID{}
 	for i := 0; i < calls; i++ {
 		get(t, "http://"+a.Addr+"/call?url="+url.QueryEscape("http://"+b.Addr+"/echo-traceparent"), nil)
 	}
+	if linked, clients := linkedSpans(t, sa, sb, calls); clients != calls || linked != calls {
+		t.Errorf("%d of %d B server spans are children of A's %d client spans", linked, calls, clients)
+	}
+}
+
+// linkedSpans waits for the spans of calls A → B, A's handler and client
+// span per call and B's server span, and counts B's server spans that are
+// children (remote, same trace) of A's client spans, and A's client spans.
+func linkedSpans(t *testing.T, sa, sb *e2e.Session, calls int) (linked, clients int) {
+	t.Helper()
+	byID := map[trace.SpanID]trace.TraceID{}
 	for _, sp := range sa.WaitSpans(2 * calls) {
 		if sp.SpanKind == trace.SpanKindClient {
-			clients[sp.SpanContext.SpanID()] = sp.SpanContext.TraceID()
+			byID[sp.SpanContext.SpanID()] = sp.SpanContext.TraceID()
 		}
 	}
-	linked := 0
 	for _, sp := range sb.WaitSpans(calls) {
-		if tid, ok := clients[sp.Parent.SpanID()]; ok && tid == sp.SpanContext.TraceID() && sp.Parent.IsRemote() {
+		if tid, ok := byID[sp.Parent.SpanID()]; ok && tid == sp.SpanContext.TraceID() && sp.Parent.IsRemote() {
 			linked++
+		} else {
+			t.Logf("B span %s: parent %s", sp.SpanContext.SpanID(), sp.Parent.SpanID())
 		}
 	}
-	if len(clients) != calls || linked != calls {
-		t.Errorf("%d of %d B server spans are children of A's %d client spans", linked, calls, len(clients))
-	}
+	return linked, len(byID)
 }
 
 // TestWireTLS: A calls B over HTTPS (HTTP/1.1), each traced by its own
@@ -351,22 +360,8 @@ func TestWireTLS(t *testing.T) {
 					t.Fatalf("B received a traceparent header over TLS (%q): nothing can be inserted into encrypted bytes", got)
 				}
 			}
-			clients := map[trace.SpanID]trace.TraceID{}
-			for _, sp := range sa.WaitSpans(2 * calls) {
-				if sp.SpanKind == trace.SpanKindClient {
-					clients[sp.SpanContext.SpanID()] = sp.SpanContext.TraceID()
-				}
-			}
-			linked := 0
-			for _, sp := range sb.WaitSpans(calls) {
-				if tid, ok := clients[sp.Parent.SpanID()]; ok && tid == sp.SpanContext.TraceID() && sp.Parent.IsRemote() {
-					linked++
-				} else {
-					t.Logf("B span %s: parent %s", sp.SpanContext.SpanID(), sp.Parent.SpanID())
-				}
-			}
-			if len(clients) != calls || linked != calls {
-				t.Errorf("%d of %d B server spans are children of A's %d client spans", linked, calls, len(clients))
+			if linked, clients := linkedSpans(t, sa, sb, calls); clients != calls || linked != calls {
+				t.Errorf("%d of %d B server spans are children of A's %d client spans", linked, calls, clients)
 			}
 			w := sa.Attacher.Stats().Wire
 			t.Logf("A's socket program: %d segments carried the option, %d had no room; B's: %d connections parsed, %d options read",

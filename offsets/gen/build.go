@@ -154,16 +154,11 @@ func (b *builder) layout(r release, logf func(string, ...any)) (layout, error) {
 // `go mod tidy` completes from the module proxy.
 func (b *builder) buildModule(r release, bin string, logf func(string, ...any)) error {
 	logf("checking %s@%s … building with %s", b.module, r.name, b.goVersion)
-	dir, err := os.MkdirTemp("", "uranus-offsets-module-")
+	dir, err := b.writeSample("uranus-offsets-module-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	for name, data := range b.files {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
-			return err
-		}
-	}
 	lang := strings.Join(strings.SplitN(strings.TrimPrefix(b.goVersion, "go"), ".", 3)[:2], ".")
 	gomod := fmt.Sprintf("module example.com/sample\n\ngo %s\n\nrequire %s %s\n", lang, b.module, r.name)
 	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(gomod), 0o644); err != nil {
@@ -228,16 +223,11 @@ func (b *builder) build(r release, bin string, logf func(string, ...any)) error 
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "uranus-offsets-sample-")
+	dir, err := b.writeSample("uranus-offsets-sample-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	for name, data := range b.files {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
-			return err
-		}
-	}
 	// The go line follows the toolchain: 1.22 ServeMux patterns need it.
 	gomod := fmt.Sprintf("module uranus.example/offsets-sample\n\ngo 1.%d\n", r.minor)
 	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(gomod), 0o644); err != nil {
@@ -335,4 +325,20 @@ func (b *builder) read(r release, bin string) (layout, error) {
 func isDir(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.IsDir()
+}
+
+// writeSample writes the sample's files into a new temporary directory; the
+// caller removes it.
+func (b *builder) writeSample(prefix string) (string, error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", err
+	}
+	for name, data := range b.files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			os.RemoveAll(dir)
+			return "", err
+		}
+	}
+	return dir, nil
 }
