@@ -192,7 +192,10 @@ func inspectMain(args []string, stdout, stderr io.Writer) int {
 	pid := fs.Int("pid", 0, "inspect the executable of process `N`")
 	asJSON := fs.Bool("json", false, "print JSON")
 	only := fs.String("instrument", "", "only these comma-separated instrumentor `IDs`")
-	settings := instrumentors.DeclareFlags(fs, all.List)
+	// Of the instrumentors' options, inspect takes those that change what
+	// it plans (--func, --config); the others configure a run (and one
+	// opens a file) and are shown in the report instead.
+	settings := instrumentors.DeclareFlags(fs, []*instrumentors.Instrumentor{funcs.Instrumentor})
 	fs.Usage = func() { fmt.Fprint(stderr, inspectUsage) }
 	// Flags may come after the binary ("uranus inspect ./app --json").
 	var paths []string
