@@ -228,8 +228,10 @@ func tapVersion(t *testing.T, v string, capture int) {
 	// Per request: the connection's Read of the request (entry, RET), the
 	// 1-byte Read net/http's background goroutine makes while the handler
 	// runs (entry, and its RET when the request ends and aborts it), and
-	// the response's Write.
-	if srvHits != 2*m || tapHits < 5*m-1 || tapHits > 5*m+1 {
+	// the response's Write. The server's entry may fire once more when the
+	// connection's goroutine grows its stack there (morestack restarts the
+	// function: two entry hits, one call; seen in CI under load).
+	if srvHits < 2*m || srvHits > 2*m+1 || tapHits < 5*m-1 || tapHits > 5*m+1 {
 		t.Errorf("%d requests: %d http-server and %d tap hits, want %d and 5 per request", m, srvHits, tapHits, 2*m)
 	}
 
