@@ -21,6 +21,9 @@ func TestInjectionInVM(t *testing.T) {
 	if os.Getenv("URANUS_IN_VM") != "" {
 		t.Skip("skipping: already inside the test VM")
 	}
+	if testing.Short() && os.Getenv("CI") != "true" {
+		t.Skip("skipping under -short: boots a VM and runs the propagation tests in it (1-2 minutes)")
+	}
 	if attach.InjectionAllowed() {
 		t.Skip("skipping: this kernel allows injection, so TestPropagation checks it here")
 	}
