@@ -45,7 +45,6 @@ volatile const u64 off_bufio_buf;
 volatile const u64 off_bufio_n;
 volatile const u64 off_pc_conn;       // net/http.persistConn
 volatile const u64 off_pc_tls_state;
-volatile const u64 off_tlsconn_conn;  // crypto/tls.Conn.conn: the net.Conn under TLS
 volatile const u8 feature_inject;
 volatile const u8 feature_wire;
 

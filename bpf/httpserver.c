@@ -37,7 +37,6 @@ volatile const u64 off_cs_cipher;
 volatile const u64 off_response_conn; // net/http.response.conn: *conn
 volatile const u64 off_httpconn_rwc;  // net/http.conn.rwc: net.Conn
 volatile const u64 off_httpconn_tls;  // net/http.conn.tlsState: set for TLS
-volatile const u64 off_tlsconn_conn;  // crypto/tls.Conn.conn: the net.Conn under TLS
 volatile const u8 feature_wire;
 // golang.org/x/net/http2's server (h2c.NewHandler, http2.Server.ServeConn):
 // its responseWriter and state, by the module's version.
@@ -79,12 +78,12 @@ struct call {
 	struct event_header h;
 	u64 req;
 	u64 rw;
-	u64 xnet;         // rw is golang.org/x/net/http2's *responseWriterState
 	struct go_str user_agent; // header values found at entry
 	struct go_str tracestate;
 	struct span_ctx prev;
 	u8 had_prev;
-	u8 _pad[7];
+	u8 xnet;          // rw is golang.org/x/net/http2's *responseWriterState
+	u8 _pad[6];
 };
 
 struct {

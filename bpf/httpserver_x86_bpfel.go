@@ -30,7 +30,6 @@ type HttpServerCall struct {
 	}
 	Req       uint64
 	Rw        uint64
-	Xnet      uint64
 	UserAgent struct {
 		_   structs.HostLayout
 		Ptr uint64
@@ -43,7 +42,8 @@ type HttpServerCall struct {
 	}
 	Prev    HttpServerSpanCtx
 	HadPrev uint8
-	Pad     [7]uint8
+	Xnet    uint8
+	Pad     [6]uint8
 }
 
 type HttpServerEvent struct {

@@ -65,6 +65,7 @@ const (
 	WireVarOffTcpaddrIp       = "off_tcpaddr_ip"
 	WireVarOffTcpaddrPort     = "off_tcpaddr_port"
 	WireVarOffTcpconnConn     = "off_tcpconn_conn"
+	WireVarOffTlsconnConn     = "off_tlsconn_conn"
 	WireVarSamplerBound       = "sampler_bound"
 	WireVarSamplerParentBased = "sampler_parent_based"
 	WireVarScopePidnsDev      = "scope_pidns_dev"
@@ -150,6 +151,7 @@ type WireVariableSpecs struct {
 	OffTcpaddrIp       *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
 	OffTcpaddrPort     *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
 	OffTcpconnConn     *ebpf.VariableSpec `ebpf:"off_tcpconn_conn"`
+	OffTlsconnConn     *ebpf.VariableSpec `ebpf:"off_tlsconn_conn"`
 	SamplerBound       *ebpf.VariableSpec `ebpf:"sampler_bound"`
 	SamplerParentBased *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
 	ScopePidnsDev      *ebpf.VariableSpec `ebpf:"scope_pidns_dev"`
@@ -222,6 +224,7 @@ type WireVariables struct {
 	OffTcpaddrIp       *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
 	OffTcpaddrPort     *ebpf.Variable `ebpf:"off_tcpaddr_port"`
 	OffTcpconnConn     *ebpf.Variable `ebpf:"off_tcpconn_conn"`
+	OffTlsconnConn     *ebpf.Variable `ebpf:"off_tlsconn_conn"`
 	SamplerBound       *ebpf.Variable `ebpf:"sampler_bound"`
 	SamplerParentBased *ebpf.Variable `ebpf:"sampler_parent_based"`
 	ScopePidnsDev      *ebpf.Variable `ebpf:"scope_pidns_dev"`
