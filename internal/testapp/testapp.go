@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
@@ -25,6 +26,11 @@ type Options struct {
 	Stripped bool   // -ldflags=-s -w: no .symtab, no DWARF
 	GOARCH   string // cross-compile, e.g. "arm64"; empty for the host
 	CGO      bool   // CGO_ENABLED=1 with external linking
+	// Require pins one dependency of a sample with a go.mod.tmpl, as
+	// "google.golang.org/grpc@v1.40.0", and lets the go command resolve the
+	// rest, so one sample builds against several versions of a library.
+	// Empty builds with the template's requirements as they are.
+	Require string
 }
 
 func (o Options) String() string {
@@ -37,6 +43,10 @@ func (o Options) String() string {
 	}
 	if o.CGO {
 		s += "-cgo"
+	}
+	if o.Require != "" {
+		// It names the binary: no slashes.
+		s += "-" + strings.ReplaceAll(o.Require, "/", "_")
 	}
 	return s
 }
@@ -82,7 +92,7 @@ func Build(name, version string, opts Options, logf func(string, ...any)) (strin
 	if _, err := os.Stat(out); err == nil {
 		return out, nil
 	}
-	return out, build(tc, name, files, out, opts)
+	return out, build(tc, name, files, out, opts, logf)
 }
 
 // binaryName names a build by sample, toolchain, options and the hash of
@@ -110,7 +120,7 @@ func binaryName(name, version string, opts Options) (string, error) {
 	return fmt.Sprintf("%s-%s-%s-%s", name, version, opts, sum), nil
 }
 
-func build(tc *toolchain.Toolchain, name string, files fs.FS, out string, opts Options) error {
+func build(tc *toolchain.Toolchain, name string, files fs.FS, out string, opts Options, logf func(string, ...any)) error {
 	dir, err := os.MkdirTemp("", "uranus-testapp-")
 	if err != nil {
 		return err
@@ -127,8 +137,30 @@ func build(tc *toolchain.Toolchain, name string, files fs.FS, out string, opts O
 	if tmpl, err := os.ReadFile(filepath.Join(dir, "go.mod.tmpl")); err == nil {
 		gomod = strings.ReplaceAll(string(tmpl), "{{GO}}", goLine)
 	}
+	if opts.Require != "" {
+		// The template's indirect requirements were resolved for its own
+		// versions, and would hold the pinned version's dependencies at
+		// theirs or clash with them (google.golang.org/genproto before and
+		// after it was split into modules): the go command resolves them
+		// again from the pinned version.
+		var lines []string
+		for _, l := range strings.Split(gomod, "\n") {
+			if !strings.HasSuffix(strings.TrimSpace(l), "// indirect") {
+				lines = append(lines, l)
+			}
+		}
+		gomod = strings.Join(lines, "\n")
+	}
 	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(gomod), 0o644); err != nil {
 		return err
+	}
+	if opts.Require != "" {
+		if logf != nil {
+			logf("resolving %s for %s with %s", opts.Require, name, tc.Version)
+		}
+		if err := require(tc, dir, opts.Require); err != nil {
+			return err
+		}
 	}
 	var env []string
 	if opts.GOARCH != "" {
@@ -153,4 +185,28 @@ func build(tc *toolchain.Toolchain, name string, files fs.FS, out string, opts O
 		return err
 	}
 	return os.Rename(tmp, out)
+}
+
+// require pins module@version in the module in dir and resolves the other
+// requirements and go.sum with go mod tidy, in the toolchain's environment:
+// the host's GOPROXY and the default checksum database (the sample's go.sum
+// is only a head start; a cold module cache works too). A pinned version
+// that needs a newer Go fails here, with "requires go >= 1.X". From Go 1.17
+// on, -compat is the go line itself, as nothing older reads this go.mod;
+// the default, the release before, makes Go 1.17's tidy keep the checksums
+// of the whole unpruned graph for Go 1.16. Go 1.16's tidy has no -compat.
+func require(tc *toolchain.Toolchain, dir, modVersion string) error {
+	tidy := []string{"mod", "tidy"}
+	if m := tc.MinorVersion(); m >= 17 {
+		tidy = append(tidy, fmt.Sprintf("-compat=1.%d", m))
+	}
+	for _, args := range [][]string{{"mod", "edit", "-require=" + modVersion}, tidy} {
+		cmd := exec.Command(filepath.Join(tc.GOROOT, "bin", "go"), args...)
+		cmd.Dir = dir
+		cmd.Env = tc.Env()
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("pinning %s with %s: go %s: %v\n%s", modVersion, tc.Version, strings.Join(args, " "), err, b)
+		}
+	}
+	return nil
 }
