@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 
@@ -45,9 +46,11 @@ type builder struct {
 	hash     string // of the sample's sources: a changed sample is rebuilt
 
 	// A module's builder builds the module's sample against each release
-	// of module with the local toolchain goVersion ("go1.26.8").
+	// of module with Go goVersion ("go1.26.8"): tc, or the local go
+	// command when tc is nil.
 	module    string
 	goVersion string
+	tc        *toolchain.Toolchain
 	sampleDir string // for messages: offsets/gen/testdata/…
 }
 
@@ -78,14 +81,14 @@ func newBuilder(fields []offsets.Field, optional map[string]string, rebuild bool
 
 // newModuleBuilder is the builder of module's table: it builds
 // testdata/modules/<module file name> against each release of module with
-// the local toolchain goVersion.
-func newModuleBuilder(module, goVersion string, fields []offsets.Field, optional map[string]string, rebuild bool) (*builder, error) {
+// Go goVersion, which is tc, or the local toolchain when tc is nil.
+func newModuleBuilder(module, goVersion string, tc *toolchain.Toolchain, fields []offsets.Field, optional map[string]string, rebuild bool) (*builder, error) {
 	b, err := newBuilder(fields, optional, rebuild)
 	if err != nil {
 		return nil, err
 	}
 	dir := "testdata/modules/" + moduleFileName(module)
-	b.module, b.goVersion, b.sampleDir = module, goVersion, "offsets/gen/"+dir
+	b.module, b.goVersion, b.tc, b.sampleDir = module, goVersion, tc, "offsets/gen/"+dir
 	b.files = make(map[string][]byte)
 	if _, err := fs.Stat(moduleSampleFS, dir); err != nil {
 		return nil, fmt.Errorf("no sample program for %s: write %s/main.go, a program that uses the wanted structs so that the linker keeps them in DWARF", module, b.sampleDir)
@@ -149,9 +152,28 @@ func (b *builder) layout(r release, logf func(string, ...any)) (layout, error) {
 	return b.read(r, bin)
 }
 
+// needsNewerGoError is a release of a module whose build needs a newer Go
+// than the one building the samples: a dependency's go.mod says so, though
+// the module's own did not (cutAtNewerGo reads that one).
+type needsNewerGoError struct {
+	rel release
+	why string // the go command's words
+}
+
+func (e *needsNewerGoError) Error() string {
+	return fmt.Sprintf("%s needs a newer Go: %s", e.rel.name, e.why)
+}
+
+// newerGoNeeded finds, in the go command's output, that a module needs a
+// newer Go than the one running ("requires go >= 1.23 (running go 1.22.12;
+// GOTOOLCHAIN=local)"), or, from an older go command, the compiler's "note:
+// module requires Go 1.23".
+var newerGoNeeded = regexp.MustCompile(`[^\n]*(?:requires go >= [0-9.]+ \(running go|note: module requires Go [0-9.]+)[^\n]*`)
+
 // buildModule builds the module's sample against release r of the module
-// with the local toolchain, in a temporary module whose requirements
-// `go mod tidy` completes from the module proxy.
+// with b's Go (b.tc, or the local toolchain), in a temporary module whose
+// requirements `go mod tidy` completes from the module proxy. A release
+// that needs a newer Go gives a *needsNewerGoError.
 func (b *builder) buildModule(r release, bin string, logf func(string, ...any)) error {
 	logf("checking %s@%s … building with %s", b.module, r.name, b.goVersion)
 	dir, err := b.writeSample("uranus-offsets-module-")
@@ -166,13 +188,22 @@ func (b *builder) buildModule(r release, bin string, logf func(string, ...any)) 
 	}
 	gocmd := func(args ...string) (string, error) {
 		cmd := exec.Command("go", args...)
-		cmd.Dir = dir
-		// The local toolchain, this temporary module alone, and the
+		// The chosen toolchain, this temporary module alone, and the
 		// default build flags: DWARF is kept.
 		cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local", "GOWORK=off", "GOFLAGS=-mod=mod", "CGO_ENABLED=0")
+		if b.tc != nil {
+			// A clean environment (see toolchain.Env) sharing the
+			// host's module cache and proxy.
+			cmd = exec.Command(filepath.Join(b.tc.GOROOT, "bin", "go"), args...)
+			cmd.Env = append(b.tc.Env(), "GOWORK=off", "GOFLAGS=-mod=mod", "CGO_ENABLED=0")
+		}
+		cmd.Dir = dir
 		out, err := cmd.CombinedOutput()
+		if m := newerGoNeeded.Find(out); err != nil && m != nil {
+			return "", &needsNewerGoError{rel: r, why: strings.TrimSpace(string(m))}
+		}
 		if err != nil {
-			return "", fmt.Errorf("%s@%s: go %s: %v\n%s", b.module, r.name, strings.Join(args, " "), err, out)
+			return "", fmt.Errorf("%s@%s: go %s with %s: %v\n%s", b.module, r.name, strings.Join(args, " "), b.goVersion, err, out)
 		}
 		return strings.TrimSpace(string(out)), nil
 	}

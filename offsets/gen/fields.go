@@ -96,7 +96,8 @@ func optionalStructs() map[string]string {
 // module's whole history can take hours to build, and older releases fall
 // back to the target's DWARF. A module not listed here needs -since.
 var moduleSince = map[string]string{
-	"golang.org/x/net": "v0.20.0",
+	"golang.org/x/net":       "v0.20.0",
+	"google.golang.org/grpc": "v1.35.0",
 }
 
 // wantedModuleFields lists the members of module's structs that its table
@@ -131,6 +132,31 @@ func wantedModuleFields(module string) []offsets.Field {
 		add("golang.org/x/net/http2.serverConn", "conn", "remoteAddrStr")
 		add("golang.org/x/net/http2.responseWriter", "rws")
 		add("golang.org/x/net/http2.responseWriterState", "status", "req")
+	case "google.golang.org/grpc":
+		// gRPC-Go, for the instrumentor being written in
+		// instrumentors/grpc: once it registers, its Consts name the same
+		// fields and seen keeps each once. The table is keyed by grpc's
+		// version; the x/net HTTP/2 frames, hpack fields and genproto
+		// status below are those of the x/net and genproto releases the
+		// sample links with that grpc release (go mod tidy picks them),
+		// whose layouts have not changed in years.
+		add("google.golang.org/grpc/internal/transport.Stream", "id", "method", "ctx")
+		// ServerStream, which embeds Stream, arrived in v1.69.0.
+		add("google.golang.org/grpc/internal/transport.ServerStream", "Stream")
+		// The client's address: remoteAddr up to v1.59.x, peer (a
+		// peer.Peer value) from v1.60.0.
+		add("google.golang.org/grpc/internal/transport.http2Server", "remoteAddr", "peer")
+		add("google.golang.org/grpc/peer.Peer", "Addr")
+		add("google.golang.org/grpc/internal/status.Status", "s")
+		// The *Status of an Error: e (a *spb.Status) up to v1.39.x, s
+		// (a *Status) from v1.40.0.
+		add("google.golang.org/grpc/internal/status.Error", "e", "s")
+		add("google.golang.org/genproto/googleapis/rpc/status.Status", "Code", "Message")
+		add("google.golang.org/grpc.ClientConn", "target")
+		add("golang.org/x/net/http2.MetaHeadersFrame", "HeadersFrame", "Fields")
+		add("golang.org/x/net/http2.HeadersFrame", "FrameHeader")
+		add("golang.org/x/net/http2.FrameHeader", "StreamID")
+		add("golang.org/x/net/http2/hpack.HeaderField", "Name", "Value")
 	}
 	return fs
 }
@@ -146,4 +172,9 @@ func moduleOptionalStructs(module string) map[string]string {
 }
 
 // moduleOptional backs moduleOptionalStructs: module -> struct -> reason.
-var moduleOptional = map[string]map[string]string{}
+var moduleOptional = map[string]map[string]string{
+	"google.golang.org/grpc": {
+		"google.golang.org/grpc/internal/transport.ServerStream": "split out of Stream in v1.69.0",
+		"google.golang.org/grpc.clientStreamWrapper":             "arrived in v1.84.0",
+	},
+}

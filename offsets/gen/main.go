@@ -31,11 +31,12 @@
 // -series checks only some minor series, to try out a change; the partial
 // table it writes must go elsewhere (-o).
 //
-// -module <path> writes the table of a module outside the standard library
-// instead, offsets/modules/<path with / as _>.json (or -o), which
-// offsets.ModuleTable reads:
+// -module <path> writes a table of a module outside the standard library
+// instead, offsets/modules/<path with / as _>.go1.N.json for the Go minor
+// series 1.N that built its samples (or -o), which offsets.ModuleTables
+// reads:
 //
-//	go run ./offsets/gen -module golang.org/x/net [-since v0.20.0] [-rebuild] [-o file]
+//	go run ./offsets/gen -module google.golang.org/grpc [-go go1.27.4] [-since v1.35.0] [-rebuild] [-o file]
 //
 // Its fields are the members of the module's structs that the instrumentors
 // declare (Field.Module == path) plus the module's list in fields.go. The
@@ -45,15 +46,20 @@
 // are grouped by minor series X.Y, checked at both ends and bisected exactly
 // like Go's patches; the table writes them without the "v". Each release is
 // checked by building testdata/modules/<path with / as _> in a temporary
-// module requiring it (go mod tidy completes it from the proxy) with the
-// local go command and default build flags (CGO_ENABLED=0), and reading the
-// same DWARF. The layouts are therefore those of builds with the local Go
-// (named in the table's about): a module struct that embeds standard library
-// types, or whose source differs per Go version (x/net's http2 from Go 1.27
-// on), may be laid out differently by another Go. A release whose go.mod
-// needs a newer Go than the local one cannot be built: it and every later
-// release stay unchecked, with a warning. Builds are cached in
-// offsets-bin/modules, one per release, local Go version and sample source.
+// module requiring it (go mod tidy completes it from the proxy) with default
+// build flags (CGO_ENABLED=0), and reading the same DWARF. The samples are
+// built with the local go command or, with -go, with that Go release fetched
+// from the module proxy like the toolchains of Go's table (internal/toolchain;
+// it is kept). The layouts are those of builds with that Go (named in the
+// table's "go"): a module struct that embeds standard library types, or whose
+// source differs per Go version (x/net's http2 from Go 1.27 on), may be laid
+// out differently by another Go, so a module has one table per Go minor
+// series and a target gets the one of its own series. A release whose go.mod
+// needs a newer Go than the chosen one cannot be built: it and every later
+// release stay unchecked, with a warning; so do a release whose build fails
+// because a dependency it selects needs a newer Go ("requires go >=") and
+// every later one, found while building. Builds are cached in
+// offsets-bin/modules, one per release, Go version and sample source.
 //
 // -check builds and writes nothing: it fetches the list of toolchains from
 // the module proxy and prints every release from Go 1.13 on, for the table's
@@ -66,10 +72,12 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -77,6 +85,7 @@ import (
 
 	version "github.com/hashicorp/go-version"
 
+	"github.com/uranus-otel/uranus/internal/toolchain"
 	"github.com/uranus-otel/uranus/offsets"
 )
 
@@ -88,18 +97,19 @@ const parallelBuilds = 2
 
 func main() {
 	rebuild := flag.Bool("rebuild", false, "build the sample again even when a cached build exists")
-	out := flag.String("o", "", "where to write the table (default: offsets/table.json in this module, or offsets/modules/<module>.json with -module)")
+	out := flag.String("o", "", "where to write the table (default: offsets/table.json in this module, or offsets/modules/<module>.go1.N.json with -module)")
 	series := flag.String("series", "", "only these comma-separated minor series, e.g. 22,26 (a partial table; needs -o)")
 	checkOnly := flag.Bool("check", false, "build nothing: list the Go releases on the module proxy that offsets/table.json does not cover (exit 1 if any, 2 if the check fails)")
-	module := flag.String("module", "", "write the table of this module (offsets/modules/<path with / as _>.json) instead of Go's")
+	module := flag.String("module", "", "write the table of this module (offsets/modules/<path with / as _>.go1.N.json) instead of Go's")
 	since := flag.String("since", "", "with -module: the oldest release vX.Y.Z to check (default: the module's entry in moduleSince in offsets/gen/fields.go)")
+	goRelease := flag.String("go", "", "with -module: build the samples with this Go release from the module proxy, e.g. go1.27.4 (default: the local go command)")
 	flag.Parse()
-	if *module != "" || *since != "" {
+	if *module != "" || *since != "" || *goRelease != "" {
 		if *module == "" || *checkOnly || *series != "" || flag.NArg() > 0 {
-			fmt.Fprintln(os.Stderr, "offsets/gen: -since needs -module, and -module takes neither -check, -series nor arguments")
+			fmt.Fprintln(os.Stderr, "offsets/gen: -since and -go need -module, and -module takes neither -check, -series nor arguments")
 			os.Exit(2)
 		}
-		if err := runModule(*module, *since, *out, *rebuild); err != nil {
+		if err := runModule(*module, *since, *goRelease, *out, *rebuild); err != nil {
 			fmt.Fprintln(os.Stderr, "offsets/gen:", err)
 			os.Exit(1)
 		}
@@ -227,10 +237,12 @@ func writeTable(out string, h tableHead, fields []offsets.Field, optional map[st
 	return nil
 }
 
-// runModule writes the table of module: it checks the module's releases
-// from since on (vX.Y.Z) the way run checks Go's, building the module's
-// sample against each with the local toolchain.
-func runModule(module, since, out string, rebuild bool) error {
+// runModule writes the table of module for one Go minor series: it checks
+// the module's releases from since on (vX.Y.Z) the way run checks Go's,
+// building the module's sample against each with the Go release goRelease
+// ("go1.27.4", fetched from the module proxy) or, when it is "", the local
+// toolchain.
+func runModule(module, since, goRelease, out string, rebuild bool) error {
 	start := time.Now()
 	fields := wantedModuleFields(module)
 	if len(fields) == 0 {
@@ -250,18 +262,40 @@ func runModule(module, since, out string, rebuild bool) error {
 		return fmt.Errorf("-since %q is not a release version like v0.30.0", since)
 	}
 	sinceV := version.Must(version.NewVersion(strings.TrimPrefix(since, "v")))
-	if out == "" {
-		root, err := moduleRoot()
-		if err != nil {
-			return err
-		}
-		out = filepath.Join(root, "offsets", "modules", moduleFileName(module)+".json")
+	root, err := moduleRoot()
+	if err != nil && out == "" {
+		return err
 	}
 	goName, goV, err := localGoVersion()
 	if err != nil {
 		return err
 	}
-	b, err := newModuleBuilder(module, goName, fields, optional, rebuild)
+	var tc *toolchain.Toolchain
+	if goRelease != "" {
+		name, v, err := goReleaseName(goRelease)
+		if err != nil {
+			return err
+		}
+		if name != goName {
+			fmt.Fprintf(os.Stderr, "%s: building with %s from the module proxy (the local go command is %s)\n", module, name, goName)
+			if tc, err = toolchain.Get(name, func(format string, args ...any) { fmt.Fprintf(os.Stderr, name+": "+format+"\n", args...) }); err != nil {
+				return err
+			}
+		}
+		goName, goV = name, v
+	}
+	if out == "" {
+		out = filepath.Join(root, "offsets", "modules", moduleTableFile(module, goV))
+		// The single-file form, <name>.json, holds the table of the
+		// series its "go" names: two tables of one series do not load.
+		single := filepath.Join(root, "offsets", "modules", moduleFileName(module)+".json")
+		if data, err := os.ReadFile(single); err == nil {
+			if t, err := offsets.Parse(data); err != nil || t.Go() == nil || t.Go().Segments()[1] == goV.Segments()[1] {
+				return fmt.Errorf("%s holds the Go 1.%d table of %s already: remove it (the table is now written to %s)", single, goV.Segments()[1], module, out)
+			}
+		}
+	}
+	b, err := newModuleBuilder(module, goName, tc, fields, optional, rebuild)
 	if err != nil {
 		return err
 	}
@@ -278,12 +312,15 @@ func runModule(module, since, out string, rebuild bool) error {
 	if err != nil {
 		return err
 	}
+	// Releases left out for a newer Go may hold members the checked ones
+	// lack: a member no checked release has is then only a warning.
+	truncated := len(dropped) > 0
 	if len(dropped) > 0 {
 		var names []string
 		for _, r := range dropped {
 			names = append(names, r.name)
 		}
-		fmt.Fprintf(os.Stderr, "warning: %s needs a newer Go than the local %s from %s on; these stay uncovered: %s\n", module, goName, names[0], strings.Join(names, " "))
+		fmt.Fprintf(os.Stderr, "warning: %s needs a newer Go than %s from %s on (its go.mod says so); these stay uncovered: %s\n", module, goName, names[0], strings.Join(names, " "))
 	}
 	if len(series) == 0 {
 		return fmt.Errorf("the module proxy lists no release of %s from %s on that %s can build", module, since, goName)
@@ -293,15 +330,39 @@ func runModule(module, since, out string, rebuild bool) error {
 		n += len(rs)
 	}
 	fmt.Fprintf(os.Stderr, "%s: %d releases from %s on in %d minor series, built with %s\n", module, n, since, len(series), goName)
-	results, err := surveyAll(series, func(i int) string {
-		s := series[i][0].v.Segments()
-		return fmt.Sprintf("%s v%d.%d", module, s[0], s[1])
-	}, b.layout)
+	var results [][]checked
+	for {
+		results, err = surveyAll(series, func(i int) string {
+			s := series[i][0].v.Segments()
+			return fmt.Sprintf("%s v%d.%d", module, s[0], s[1])
+		}, b.layout)
+		var newer *needsNewerGoError
+		if !errors.As(err, &newer) {
+			break
+		}
+		// A dependency of that release needs a newer Go, although the
+		// module's own go.mod did not say so: cut the tail there as
+		// cutAtNewerGo does, and survey again (what was built is cached).
+		var cut []release
+		series, cut = cutAt(series, newer.rel)
+		truncated = true
+		if len(cut) == 0 {
+			return err // not a release of this run: cannot happen
+		}
+		var names []string
+		for _, r := range cut {
+			names = append(names, r.name)
+		}
+		fmt.Fprintf(os.Stderr, "warning: %s@%s does not build with %s (%s); these stay uncovered: %s\n", module, newer.rel.name, goName, newer.why, strings.Join(names, " "))
+		if len(series) == 0 {
+			return fmt.Errorf("no release of %s from %s on builds with %s", module, since, goName)
+		}
+	}
 	if err != nil {
 		return err
 	}
 	h := tableHead{about: moduleAbout(module, goName), module: module, goarch: b.goarch, goVersion: strings.TrimPrefix(goName, "go")}
-	return writeTable(out, h, fields, optional, series, results, false, start)
+	return writeTable(out, h, fields, optional, series, results, truncated, start)
 }
 
 // moduleRoot finds the uranus module from the working directory up.
@@ -321,4 +382,33 @@ func moduleRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// goReleaseName checks a -go value, a Go release as the module proxy names
+// its toolchains ("go1.27.4", or "go1.20" for 1.20.0; the "go" may be left
+// out), and returns its name and version.
+func goReleaseName(s string) (string, *version.Version, error) {
+	m := regexp.MustCompile(`^(?:go)?(1\.\d+(?:\.\d+)?)$`).FindStringSubmatch(s)
+	if m == nil {
+		return "", nil, fmt.Errorf("-go %q is not a Go release like go1.27.4", s)
+	}
+	v, err := version.NewVersion(m[1])
+	if err != nil {
+		return "", nil, err
+	}
+	return "go" + m[1], v, nil
+}
+
+// moduleTableFile is the name of module's table for Go goVersion's minor
+// series in offsets/modules, as offsets.ModuleTables reads it:
+// <path with / as _>.go1.N.json.
+func moduleTableFile(module string, goVersion *version.Version) string {
+	return fmt.Sprintf("%s.go1.%d.json", moduleFileName(module), goVersion.Segments()[1])
+}
+
+// cutAt drops r and every later release from series, as cutAtNewerGo does,
+// and returns what is left and what was dropped (nothing when r is not in
+// series).
+func cutAt(series [][]release, r release) ([][]release, []release) {
+	return cutWhere(series, func(x release) bool { return x.v.Equal(r.v) })
 }

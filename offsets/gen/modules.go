@@ -123,18 +123,34 @@ func parseModuleVersions(list []string, since *version.Version) [][]release {
 // the tail (rather than punching holes) keeps every covered range honest.
 // goLine returns a release's go directive ("1.23.0", "" when none).
 func cutAtNewerGo(series [][]release, goVersion *version.Version, goLine func(release) (string, error)) ([][]release, []release, error) {
+	var lineErr error
+	kept, dropped := cutWhere(series, func(r release) bool {
+		g, err := goLine(r)
+		if err != nil {
+			lineErr = err
+			return true
+		}
+		if g == "" {
+			return false
+		}
+		need, err := version.NewVersion(g)
+		// An unreadable go line is left to the build to judge.
+		return err == nil && need.GreaterThan(goVersion)
+	})
+	if lineErr != nil {
+		return nil, nil, lineErr
+	}
+	return kept, dropped, nil
+}
+
+// cutWhere drops, from the grouped releases (in order), the first release
+// stop reports and every later one, without changing series, and returns
+// what is kept and what was dropped (nil when stop reports none).
+func cutWhere(series [][]release, stop func(release) bool) ([][]release, []release) {
 	for i, rs := range series {
 		for j, r := range rs {
-			g, err := goLine(r)
-			if err != nil {
-				return nil, nil, err
-			}
-			if g == "" {
+			if !stop(r) {
 				continue
-			}
-			need, err := version.NewVersion(g)
-			if err != nil || !need.GreaterThan(goVersion) {
-				continue // an unreadable go line is left to the build to judge
 			}
 			var dropped []release
 			dropped = append(dropped, rs[j:]...)
@@ -145,10 +161,10 @@ func cutAtNewerGo(series [][]release, goVersion *version.Version, goLine func(re
 			if j > 0 {
 				kept = append(kept, append([]release(nil), rs[:j]...))
 			}
-			return kept, dropped, nil
+			return kept, dropped
 		}
 	}
-	return series, nil, nil
+	return series, nil
 }
 
 // goDirective is the go line of a go.mod file, "" when it has none.

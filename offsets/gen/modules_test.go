@@ -213,34 +213,36 @@ func TestModuleFields(t *testing.T) {
 // the releases it was generated from.
 func TestModuleTableHasWantedFields(t *testing.T) {
 	for _, m := range tableModules() {
-		tab, err := offsets.ModuleTable(m)
+		tabs, err := offsets.ModuleTables(m)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tab == nil {
+		if len(tabs) == 0 {
 			t.Errorf("%s has no table: run `%s -module %s`", m, offsets.Regenerate, m)
 			continue
 		}
-		if tab.Module() != m {
-			t.Errorf("the table of %s says it is of %q", m, tab.Module())
-		}
 		want := wantedModuleFields(m)
-		have := make(map[offsets.Field]bool)
-		for _, f := range tab.Fields() {
-			have[f] = true
-		}
-		for _, f := range want {
-			if !have[f] {
-				t.Errorf("the table of %s has no %s: run `%s -module %s`", m, f, offsets.Regenerate, m)
+		for _, tab := range tabs {
+			if tab.Module() != m {
+				t.Errorf("the table of %s says it is of %q", m, tab.Module())
 			}
-		}
-		for _, v := range tab.Checked() {
-			mv, err := offsets.ModuleVersion("v" + v.String())
-			if err != nil {
-				t.Fatal(err)
+			have := make(map[offsets.Field]bool)
+			for _, f := range tab.Fields() {
+				have[f] = true
 			}
-			if _, err := tab.Lookup(mv, want); err != nil {
-				t.Errorf("%s %s: %v", m, v, err)
+			for _, f := range want {
+				if !have[f] {
+					t.Errorf("the Go %s table of %s has no %s: run `%s -module %s -go go%s`", tab.Go(), m, f, offsets.Regenerate, m, tab.Go())
+				}
+			}
+			for _, v := range tab.Checked() {
+				mv, err := offsets.ModuleVersion("v" + v.String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := tab.Lookup(mv, want); err != nil {
+					t.Errorf("%s %s, Go %s: %v", m, v, tab.Go(), err)
+				}
 			}
 		}
 	}
@@ -275,6 +277,55 @@ func TestModuleTableRoundTrip(t *testing.T) {
 		got, err := tab.Lookup(version.Must(offsets.ModuleVersion(v)), []offsets.Field{f})
 		if err != nil || got[f] != (offsets.Offset{Value: want, Present: true}) {
 			t.Errorf("%s: %v, %v; want %d", v, got, err, want)
+		}
+	}
+}
+
+func TestGoReleaseName(t *testing.T) {
+	for in, want := range map[string]string{"go1.27.4": "go1.27.4", "1.22.12": "go1.22.12", "go1.20": "go1.20"} {
+		got, v, err := goReleaseName(in)
+		if err != nil || got != want || "go"+strings.TrimSuffix(v.String(), ".0") != strings.TrimSuffix(want, ".0") {
+			t.Errorf("goReleaseName(%q) = %q, %v, %v; want %q", in, got, v, err, want)
+		}
+	}
+	for _, bad := range []string{"", "go", "1", "go1.27rc1", "go2.0.0", "go1.27.4.linux-amd64", "local"} {
+		if got, _, err := goReleaseName(bad); err == nil {
+			t.Errorf("goReleaseName(%q) = %q, want an error", bad, got)
+		}
+	}
+	if got := moduleTableFile("google.golang.org/grpc", version.Must(version.NewVersion("1.27.4"))); got != "google.golang.org_grpc.go1.27.json" {
+		t.Errorf("moduleTableFile = %q", got)
+	}
+}
+
+func TestCutAt(t *testing.T) {
+	series := parseModuleVersions([]string{"v0.1.0", "v0.1.1", "v0.2.0", "v0.2.1", "v0.3.0"}, nil)
+	kept, cut := cutAt(series, series[1][1])
+	if got, want := names(kept), [][]string{{"v0.1.0=0.1.0:1:false", "v0.1.1=0.1.1:1:true"}, {"v0.2.0=0.2.0:2:false"}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("kept %q, want %q", got, want)
+	}
+	if len(cut) != 2 || cut[0].name != "v0.2.1" || cut[1].name != "v0.3.0" {
+		t.Errorf("cut %q", names([][]release{cut}))
+	}
+	other := parseModuleVersions([]string{"v0.9.0"}, nil)[0][0]
+	if kept, cut := cutAt(series, other); !reflect.DeepEqual(kept, series) || cut != nil {
+		t.Errorf("a release not in the series: kept %q, cut %q", names(kept), names([][]release{cut}))
+	}
+}
+
+func TestNewerGoNeeded(t *testing.T) {
+	for _, out := range []string{
+		"go: google.golang.org/grpc@v1.73.0 requires go >= 1.23.0 (running go 1.22.12; GOTOOLCHAIN=local)",
+		"go: downloading x\ngo: golang.org/x/net@v0.38.0 requires go >= 1.23.0 (running go 1.22.12; GOTOOLCHAIN=local)\n",
+		"# golang.org/x/net/http2\nnote: module requires Go 1.23",
+	} {
+		if m := newerGoNeeded.Find([]byte(out)); m == nil || strings.Contains(string(m), "\n") {
+			t.Errorf("%q: found %q", out, m)
+		}
+	}
+	for _, out := range []string{"main.go:3:2: undefined: grpc.Dial", "go: module lookup disabled by GOPROXY=off"} {
+		if m := newerGoNeeded.Find([]byte(out)); m != nil {
+			t.Errorf("%q: found %q", out, m)
 		}
 	}
 }
