@@ -182,15 +182,43 @@ func planOne(p *Plan, bin *binary.File, offs map[offsets.Field]offsets.Offset, o
 		if _, done := p.Consts[v.Name]; done {
 			continue
 		}
-		c, err := version.NewConstraint(v.GoVersions)
+		ok, err := valueFits(v, inst, bin)
 		if err != nil {
-			return fmt.Sprintf("bad Go version constraint %q for %s: %v", v.GoVersions, v.Name, err)
+			return err.Error()
 		}
-		if bin.IsGo() && c.Check(bin.Version) {
+		if ok {
 			p.Consts[v.Name] = v.Value
 		}
 	}
 	return ""
+}
+
+// valueFits says whether Value v applies to bin: its Go version and, for
+// a constraint on the instrumentor's module, the module version bin links.
+func valueFits(v instrumentors.Value, inst *instrumentors.Instrumentor, bin *binary.File) (bool, error) {
+	if !bin.IsGo() {
+		return false, nil
+	}
+	if v.GoVersions != "" {
+		c, err := version.NewConstraint(v.GoVersions)
+		if err != nil {
+			return false, fmt.Errorf("bad Go version constraint %q for %s: %v", v.GoVersions, v.Name, err)
+		}
+		if !c.Check(bin.Version) {
+			return false, nil
+		}
+	}
+	if v.ModuleVersions != "" {
+		c, err := version.NewConstraint(v.ModuleVersions)
+		if err != nil {
+			return false, fmt.Errorf("bad %s version constraint %q for %s: %v", inst.Module, v.ModuleVersions, v.Name, err)
+		}
+		mv, err := offsets.ModuleVersion(bin.Modules[inst.Module])
+		if err != nil || !c.Check(mv) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // resolvedConst is a Const's offset and the name it was found under.

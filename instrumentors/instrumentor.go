@@ -147,11 +147,15 @@ const (
 	FeatureInject = "inject"
 )
 
-// Value is a constant chosen by the target's Go version.
+// Value is a constant chosen by the target's Go version, or by the version
+// of the instrumentor's Module (a signature that changed between releases).
 type Value struct {
 	Name       string // volatile const in the C program
 	GoVersions string // hashicorp/go-version constraint; the first match wins
-	Value      uint64
+	// ModuleVersions constrains the version of the instrumentor's Module
+	// instead ("v" left out: ">= 1.60"); with both set, both must hold.
+	ModuleVersions string
+	Value          uint64
 }
 
 // Target is what Convert may ask about the process a record came from.

@@ -241,6 +241,12 @@ func (sh *shared) problems(in *instrumentors.Instrumentor, dynamic *instrumentor
 		if _, err := version.NewConstraint(val.GoVersions); val.GoVersions != "" && err != nil {
 			report("value %s: Go versions %q: %v", val.Name, val.GoVersions, err)
 		}
+		if _, err := version.NewConstraint(val.ModuleVersions); val.ModuleVersions != "" && err != nil {
+			report("value %s: %s versions %q: %v", val.Name, in.Module, val.ModuleVersions, err)
+		}
+		if val.ModuleVersions != "" && in.Module == "" {
+			report("value %s constrains a module version, and the instrumentor names no Module", val.Name)
+		}
 		if v := constant("Values sets", val.Name); v != nil && v.Size() < 8 && val.Value>>(8*v.Size()) != 0 {
 			report("value %s = %d does not fit the %d bytes the C declares", val.Name, val.Value, v.Size())
 		}
@@ -577,5 +583,7 @@ func startsWithHeader(t btf.Type) bool {
 		return false
 	}
 	h, ok := btf.UnderlyingType(st.Members[0].Type).(*btf.Struct)
-	return ok && h.Name == "event_header"
+	// The header itself, or a struct that starts with it (an in-flight
+	// value that holds a whole record, as grpc's does).
+	return ok && (h.Name == "event_header" || startsWithHeader(h))
 }
