@@ -2,11 +2,15 @@ package attach
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // listeningPorts lists the local TCP ports that process pid listens on,
@@ -89,4 +93,81 @@ func (w *wire) listen(pid int) []uint16 {
 		w.objs.Ports.Put(p, one)
 	}
 	return ports
+}
+
+// adopt enrolls the TCP connections that process pid opened before it was
+// traced, which the sockops program never saw being made: each socket is
+// taken with pidfd_getfd and put into the socket map, so that the sk_msg
+// program sees what the process sends on it from now on. Only connections
+// it made (not those accepted on its listening ports) and established
+// ones; the process's own descriptors are untouched, and the copies are
+// closed at once. Returns how many it enrolled. A connection adopted
+// mid-request is safe: the sk_msg program changes only messages that begin
+// a request (HTTP/1) or are whole frames (HTTP/2).
+func (w *wire) adopt(pid int) (int, error) {
+	fdDir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
+	fds, err := os.ReadDir(fdDir)
+	if err != nil {
+		return 0, err
+	}
+	listening := map[uint16]bool{}
+	if ports, err := listeningPorts("/proc", pid); err == nil {
+		for _, p := range ports {
+			listening[p] = true
+		}
+	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return 0, fmt.Errorf("pidfd_open: %w", err)
+	}
+	defer unix.Close(pidfd)
+	n := 0
+	for _, e := range fds {
+		l, err := os.Readlink(filepath.Join(fdDir, e.Name()))
+		if err != nil || !strings.HasPrefix(l, "socket:[") {
+			continue
+		}
+		target, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		fd, err := unix.PidfdGetfd(pidfd, target, 0)
+		if err != nil {
+			continue
+		}
+		if w.adoptable(fd, listening) {
+			cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
+			if err == nil && w.objs.Socks.Update(cookie, uint64(fd), ebpf.UpdateNoExist) == nil {
+				n++
+			}
+		}
+		unix.Close(fd)
+	}
+	return n, nil
+}
+
+// adoptable says whether fd is an established TCP connection that its
+// process made (its local port is none of listening).
+func (w *wire) adoptable(fd int, listening map[uint16]bool) bool {
+	if t, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); err != nil || t != unix.SOCK_STREAM {
+		return false
+	}
+	if p, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL); err != nil || p != unix.IPPROTO_TCP {
+		return false
+	}
+	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil || info.State != unix.BPF_TCP_ESTABLISHED {
+		return false
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return false
+	}
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return !listening[uint16(a.Port)]
+	case *unix.SockaddrInet6:
+		return !listening[uint16(a.Port)]
+	}
+	return false
 }

@@ -246,8 +246,42 @@ func (a *Attacher) target(ctx context.Context, pr *probes, p target.Process) (*T
 		if ports := a.wire.listen(p.PID); len(ports) > 0 {
 			a.log.Debug("TLS connections on these ports carry trace context in a TCP option", "pid", p.PID, "ports", ports)
 		}
+		a.enrollEarly(pr, p.PID)
+		a.adoptConnections(p.PID)
 	}
 	return t, nil
+}
+
+// enrollEarly enrolls process pid for the wire now, when an instrumentor
+// of it opens connections before the calls that use them (DialsEarly):
+// the programs enroll a process at its first call, too late for a
+// connection dialled before. Only where pid is the kernel's own number for
+// it (uranus in the initial PID namespace); elsewhere the first call
+// enrolls it.
+func (a *Attacher) enrollEarly(pr *probes, pid int) {
+	if a.pidns.ino != 0 {
+		return
+	}
+	for _, l := range pr.loaded {
+		if l.plan.Inst.DialsEarly {
+			a.wire.enroll(uint32(pid), l.source)
+			break
+		}
+	}
+}
+
+// adoptConnections enrolls the connections process pid opened before
+// uranus traced it (see wire.adopt): a gRPC ClientConn or an HTTP
+// keep-alive pool made at start would otherwise never carry trace context.
+func (a *Attacher) adoptConnections(pid int) {
+	n, err := a.wire.adopt(pid)
+	if err != nil {
+		a.log.Debug("connections opened before uranus started are not watched", "pid", pid, "reason", err)
+		return
+	}
+	if n > 0 {
+		a.log.Debug("watching connections opened before uranus started", "pid", pid, "connections", n)
+	}
 }
 
 // targetOf finds the process a record of pr came from. A process of a

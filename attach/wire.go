@@ -15,7 +15,7 @@ import (
 	"github.com/uranus-otel/uranus/instrumentors"
 )
 
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target amd64 -output-dir ../bpf -go-package bpf -type wire_key -type wire_request Wire ../bpf/wire.c -- -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target amd64 -output-dir ../bpf -go-package bpf -type wire_key -type wire_request -type wire_h2_key Wire ../bpf/wire.c -- -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror
 
 // Propagation is how trace context reaches the services a target calls.
 type Propagation string
@@ -68,6 +68,8 @@ type wireObjects struct {
 	Stats    *ebpf.Map     `ebpf:"wire_stats"`
 	Received *ebpf.Map     `ebpf:"wire_received"`
 	Ports    *ebpf.Map     `ebpf:"wire_listen_ports"`
+	H2       *ebpf.Map     `ebpf:"wire_h2_streams"`
+	H2Conns  *ebpf.Map     `ebpf:"wire_h2_conns"`
 }
 
 // WireCounters mirror enum wire_stat in bpf/wire.c.
@@ -83,6 +85,9 @@ type WireCounters struct {
 	OptNoRoom    uint64 // segments with no room left for the option (sent without it)
 	Parsing      uint64 // accepted connections of traced servers whose options are read
 	OptRead      uint64 // segments whose option a traced server received
+	H2Injected   uint64 // traceparent fields added to HTTP/2 HEADERS frames (h2c)
+	H2Unparsed   uint64 // messages of HTTP/2 connections with streams announced that were not whole frames (sent unchanged)
+	H2NoRoom     uint64 // announced HEADERS frames that could not take the field (frame size, padding, CONTINUATION)
 }
 
 // openWire loads the socket programs and attaches them: sockops to the
@@ -150,7 +155,7 @@ func (w *wire) close() {
 			p.Close()
 		}
 	}
-	for _, m := range []*ebpf.Map{w.objs.Requests, w.objs.Tgids, w.objs.Sent, w.objs.Socks, w.objs.Stats, w.objs.Received, w.objs.Ports} {
+	for _, m := range []*ebpf.Map{w.objs.Requests, w.objs.Tgids, w.objs.Sent, w.objs.Socks, w.objs.Stats, w.objs.Received, w.objs.Ports, w.objs.H2, w.objs.H2Conns} {
 		if m != nil {
 			m.Close()
 		}
@@ -174,8 +179,18 @@ func (a *Attacher) wireMap(name string) *ebpf.Map {
 		return a.wire.objs.Received
 	case "wire_listen_ports":
 		return a.wire.objs.Ports
+	case "wire_h2_streams":
+		return a.wire.objs.H2
+	case "wire_h2_conns":
+		return a.wire.objs.H2Conns
 	}
 	return nil
+}
+
+// enroll watches the connections process tgid opens from now on, for the
+// programs of source (forget removes it with them).
+func (w *wire) enroll(tgid, source uint32) {
+	w.objs.Tgids.Update(tgid, source, ebpf.UpdateNoExist)
 }
 
 // forget removes the processes that the given sources enrolled, and what
@@ -203,6 +218,27 @@ func (w *wire) forget(sources map[uint32]bool) {
 	for _, k := range keys {
 		w.objs.Requests.Delete(k)
 	}
+	var h2 bpf.WireWireH2Key
+	var sc bpf.CoreSpanCtx
+	var streams []bpf.WireWireH2Key
+	for it := w.objs.H2.Iterate(); it.Next(&h2, &sc); {
+		if gone[h2.Conn.Tgid] {
+			streams = append(streams, h2)
+		}
+	}
+	for _, k := range streams {
+		w.objs.H2.Delete(k)
+	}
+	var pending uint64
+	keys = keys[:0]
+	for it := w.objs.H2Conns.Iterate(); it.Next(&key, &pending); {
+		if gone[key.Tgid] {
+			keys = append(keys, key)
+		}
+	}
+	for _, k := range keys {
+		w.objs.H2Conns.Delete(k)
+	}
 	var span uint64
 	var spans []uint64
 	for it := w.objs.Sent.Iterate(); it.Next(&span, &tgid); {
@@ -218,7 +254,7 @@ func (w *wire) forget(sources map[uint32]bool) {
 // fields lists c's counters in the order of enum wire_stat.
 func (c *WireCounters) fields() []*uint64 {
 	return []*uint64{&c.Enrolled, &c.EnrollFailed, &c.Injected, &c.NotHTTP1, &c.Failed, &c.Unannounced, &c.Decided,
-		&c.OptWritten, &c.OptNoRoom, &c.Parsing, &c.OptRead}
+		&c.OptWritten, &c.OptNoRoom, &c.Parsing, &c.OptRead, &c.H2Injected, &c.H2Unparsed, &c.H2NoRoom}
 }
 
 func (w *wire) counters() WireCounters {

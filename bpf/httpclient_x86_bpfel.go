@@ -90,6 +90,13 @@ type HttpClientSpanCtx struct {
 	Pad     [7]uint8
 }
 
+type HttpClientWireH2Key struct {
+	_        structs.HostLayout
+	Conn     HttpClientWireKey
+	StreamId uint32
+	Pad      uint32
+}
+
 type HttpClientWireKey struct {
 	_     structs.HostLayout
 	Tgid  uint32
@@ -115,6 +122,8 @@ const (
 	HttpClientMapGoroutineSpans     = "goroutine_spans"
 	HttpClientMapPending            = "pending"
 	HttpClientMapStats              = "stats"
+	HttpClientMapWireH2Conns        = "wire_h2_conns"
+	HttpClientMapWireH2Streams      = "wire_h2_streams"
 	HttpClientMapWireListenPorts    = "wire_listen_ports"
 	HttpClientMapWireReceived       = "wire_received"
 	HttpClientMapWireRequests       = "wire_requests"
@@ -234,6 +243,8 @@ type HttpClientMapSpecs struct {
 	GoroutineSpans  *ebpf.MapSpec `ebpf:"goroutine_spans"`
 	Pending         *ebpf.MapSpec `ebpf:"pending"`
 	Stats           *ebpf.MapSpec `ebpf:"stats"`
+	WireH2Conns     *ebpf.MapSpec `ebpf:"wire_h2_conns"`
+	WireH2Streams   *ebpf.MapSpec `ebpf:"wire_h2_streams"`
 	WireListenPorts *ebpf.MapSpec `ebpf:"wire_listen_ports"`
 	WireReceived    *ebpf.MapSpec `ebpf:"wire_received"`
 	WireRequests    *ebpf.MapSpec `ebpf:"wire_requests"`
@@ -319,6 +330,8 @@ type HttpClientMaps struct {
 	GoroutineSpans  *ebpf.Map `ebpf:"goroutine_spans"`
 	Pending         *ebpf.Map `ebpf:"pending"`
 	Stats           *ebpf.Map `ebpf:"stats"`
+	WireH2Conns     *ebpf.Map `ebpf:"wire_h2_conns"`
+	WireH2Streams   *ebpf.Map `ebpf:"wire_h2_streams"`
 	WireListenPorts *ebpf.Map `ebpf:"wire_listen_ports"`
 	WireReceived    *ebpf.Map `ebpf:"wire_received"`
 	WireRequests    *ebpf.Map `ebpf:"wire_requests"`
@@ -333,6 +346,8 @@ func (m *HttpClientMaps) Close() error {
 		m.GoroutineSpans,
 		m.Pending,
 		m.Stats,
+		m.WireH2Conns,
+		m.WireH2Streams,
 		m.WireListenPorts,
 		m.WireReceived,
 		m.WireRequests,

@@ -94,6 +94,13 @@ type HttpServerSpanCtx struct {
 	Pad     [7]uint8
 }
 
+type HttpServerWireH2Key struct {
+	_        structs.HostLayout
+	Conn     HttpServerWireKey
+	StreamId uint32
+	Pad      uint32
+}
+
 type HttpServerWireKey struct {
 	_     structs.HostLayout
 	Tgid  uint32
@@ -118,6 +125,8 @@ const (
 	HttpServerMapEvents             = "events"
 	HttpServerMapGoroutineSpans     = "goroutine_spans"
 	HttpServerMapStats              = "stats"
+	HttpServerMapWireH2Conns        = "wire_h2_conns"
+	HttpServerMapWireH2Streams      = "wire_h2_streams"
 	HttpServerMapWireListenPorts    = "wire_listen_ports"
 	HttpServerMapWireReceived       = "wire_received"
 	HttpServerMapWireRequests       = "wire_requests"
@@ -235,6 +244,8 @@ type HttpServerMapSpecs struct {
 	Events          *ebpf.MapSpec `ebpf:"events"`
 	GoroutineSpans  *ebpf.MapSpec `ebpf:"goroutine_spans"`
 	Stats           *ebpf.MapSpec `ebpf:"stats"`
+	WireH2Conns     *ebpf.MapSpec `ebpf:"wire_h2_conns"`
+	WireH2Streams   *ebpf.MapSpec `ebpf:"wire_h2_streams"`
 	WireListenPorts *ebpf.MapSpec `ebpf:"wire_listen_ports"`
 	WireReceived    *ebpf.MapSpec `ebpf:"wire_received"`
 	WireRequests    *ebpf.MapSpec `ebpf:"wire_requests"`
@@ -324,6 +335,8 @@ type HttpServerMaps struct {
 	Events          *ebpf.Map `ebpf:"events"`
 	GoroutineSpans  *ebpf.Map `ebpf:"goroutine_spans"`
 	Stats           *ebpf.Map `ebpf:"stats"`
+	WireH2Conns     *ebpf.Map `ebpf:"wire_h2_conns"`
+	WireH2Streams   *ebpf.Map `ebpf:"wire_h2_streams"`
 	WireListenPorts *ebpf.Map `ebpf:"wire_listen_ports"`
 	WireReceived    *ebpf.Map `ebpf:"wire_received"`
 	WireRequests    *ebpf.Map `ebpf:"wire_requests"`
@@ -337,6 +350,8 @@ func (m *HttpServerMaps) Close() error {
 		m.Events,
 		m.GoroutineSpans,
 		m.Stats,
+		m.WireH2Conns,
+		m.WireH2Streams,
 		m.WireListenPorts,
 		m.WireReceived,
 		m.WireRequests,

@@ -40,6 +40,9 @@ enum wire_stat {
 	WIRE_STAT_OPT_NO_ROOM,   // segments with no room left for the option
 	WIRE_STAT_PARSING,       // accepted connections of traced servers whose options are read
 	WIRE_STAT_OPT_READ,      // segments whose option a traced server received
+	WIRE_STAT_H2_INJECTED,   // traceparent fields added to HTTP/2 HEADERS frames
+	WIRE_STAT_H2_UNPARSED,   // messages of connections with streams announced that were not whole frames
+	WIRE_STAT_H2_NO_ROOM,    // announced HEADERS frames that could not take the field (size, padding, CONTINUATION)
 	WIRE_STAT_COUNT,
 };
 
@@ -307,6 +310,171 @@ static __always_inline int request_line_end(struct sk_msg_md *msg)
 	return -1;
 }
 
+// ---- HTTP/2 (see wire.h) ------------------------------------------------------
+
+#define H2_FRAME_HEADER 9
+#define H2_HEADERS 0x1
+#define H2_FLAG_END_HEADERS 0x4
+#define H2_FLAG_PADDED 0x8
+// Frames looked at in one message; a message with more passes as it is.
+#define H2_MAX_FRAMES 256
+// SETTINGS_MAX_FRAME_SIZE's initial value: a frame grown past it could be
+// refused by a peer that never raised it.
+#define H2_MAX_FRAME_SIZE 16384
+// The connection preface a client sends first ("PRI * HTTP/2.0…").
+#define H2_PREFACE_LEN 24
+// 0x00: literal without indexing, new name; then the name's length (7-bit
+// prefix, no Huffman coding), the name, the value's length, the value.
+#define H2_FIELD_LEN (1 + 1 + 11 + 1 + TRACEPARENT_LEN)
+
+struct h2_frame {
+	u32 len;
+	u32 stream_id;
+	u8 type;
+	u8 flags;
+};
+
+// h2_frame_at reads the header of the frame at off; 0 on success.
+static __always_inline int h2_frame_at(struct sk_msg_md *msg, u32 off, struct h2_frame *f)
+{
+	if (bpf_msg_pull_data(msg, off, off + H2_FRAME_HEADER, 0))
+		return -1;
+	u8 *p = msg->data;
+	if ((void *)(p + H2_FRAME_HEADER) > msg->data_end)
+		return -1;
+	f->len = (u32)p[0] << 16 | (u32)p[1] << 8 | p[2];
+	f->type = p[3];
+	f->flags = p[4];
+	f->stream_id = ((u32)p[5] << 24 | (u32)p[6] << 16 | (u32)p[7] << 8 | p[8]) & 0x7fffffff;
+	return 0;
+}
+
+// h2_start is where the message's first frame starts: past the preface
+// when the message begins with it.
+static __always_inline u32 h2_start(struct sk_msg_md *msg)
+{
+	if (msg->size < H2_PREFACE_LEN || bpf_msg_pull_data(msg, 0, 4, 0))
+		return 0;
+	u8 *p = msg->data;
+	if ((void *)(p + 4) > msg->data_end)
+		return 0;
+	return p[0] == 'P' && p[1] == 'R' && p[2] == 'I' && p[3] == ' ' ? H2_PREFACE_LEN : 0;
+}
+
+// h2_add_field appends the traceparent field of sc to the header block of
+// the HEADERS frame at off (of length len) and fixes the frame's length.
+static __noinline int h2_add_field(struct sk_msg_md *msg, u32 off, u32 len, const struct span_ctx *sc)
+{
+	u8 field[H2_FIELD_LEN];
+	field[0] = 0x00;
+	field[1] = 11;
+	__builtin_memcpy(field + 2, "traceparent", 11);
+	field[13] = TRACEPARENT_LEN;
+	u8 *v = field + 14;
+	v[0] = '0';
+	v[1] = '0';
+	v[2] = '-';
+	hex_encode(sc->trace_id, v + 3, 16);
+	v[35] = '-';
+	hex_encode(sc->span_id, v + 36, 8);
+	v[52] = '-';
+	v[53] = '0';
+	v[54] = (sc->flags & SPAN_FLAG_SAMPLED) ? '1' : '0';
+
+	u32 at = off + H2_FRAME_HEADER + len;
+	if (bpf_msg_push_data(msg, at, sizeof(field), 0))
+		return -1;
+	if (bpf_msg_pull_data(msg, at, at + sizeof(field), 0))
+		goto undo;
+	u8 *d = msg->data;
+	if ((void *)(d + sizeof(field)) > msg->data_end)
+		goto undo;
+	__builtin_memcpy(d, field, sizeof(field));
+	if (bpf_msg_pull_data(msg, off, off + 3, 0))
+		goto undo;
+	d = msg->data;
+	if ((void *)(d + 3) > msg->data_end)
+		goto undo;
+	u32 grown = len + sizeof(field);
+	d[0] = grown >> 16;
+	d[1] = grown >> 8;
+	d[2] = grown;
+	return 0;
+undo:
+	bpf_msg_pop_data(msg, at, sizeof(field), 0);
+	return -1;
+}
+
+// A walk over a message's frames, one frame per bpf_loop step (a loop the
+// verifier checks once, whatever the number of frames).
+struct h2_walk {
+	struct sk_msg_md *msg;
+	struct wire_key k;
+	u32 off;    // where the next frame starts
+	u8 whole;   // the frames ended exactly at the message's end
+	u8 inject;  // second pass: add the fields
+};
+
+static long h2_step(u64 i, void *ctx)
+{
+	struct h2_walk *w = ctx;
+	struct sk_msg_md *msg = w->msg;
+	u32 size = msg->size;
+	if (w->off == size) {
+		w->whole = 1;
+		return 1;
+	}
+	struct h2_frame f;
+	if (w->off + H2_FRAME_HEADER > size || h2_frame_at(msg, w->off, &f))
+		return 1;
+	u32 next = w->off + H2_FRAME_HEADER + f.len;
+	if (next > size)
+		return 1;
+	if (w->inject && f.type == H2_HEADERS) {
+		struct wire_h2_key hk = {.conn = w->k, .stream_id = f.stream_id};
+		struct span_ctx *sc = bpf_map_lookup_elem(&wire_h2_streams, &hk);
+		if (sc) {
+			struct span_ctx c = *sc;
+			bpf_map_delete_elem(&wire_h2_streams, &hk);
+			u64 *pending = bpf_map_lookup_elem(&wire_h2_conns, &w->k);
+			if (pending && *pending > 0)
+				__sync_fetch_and_add(pending, -1);
+			if (!(f.flags & H2_FLAG_END_HEADERS) || (f.flags & H2_FLAG_PADDED) ||
+			    f.len + H2_FIELD_LEN > H2_MAX_FRAME_SIZE) {
+				wire_stat(WIRE_STAT_H2_NO_ROOM);
+			} else if (h2_add_field(msg, w->off, f.len, &c)) {
+				wire_stat(WIRE_STAT_FAILED);
+			} else {
+				next += H2_FIELD_LEN;
+				wire_stat(WIRE_STAT_H2_INJECTED);
+			}
+		}
+	}
+	w->off = next;
+	return 0;
+}
+
+// h2_inject adds a traceparent to each HEADERS frame in the message of a
+// stream announced on this connection, once the message is known to be a
+// run of whole HTTP/2 frames ending exactly where it ends. Go's HTTP/2
+// writers send whole frames; a frame split across two writes fails this
+// and the message passes as it is: nothing is inserted into bytes whose
+// framing is not certain.
+static __always_inline void h2_inject(struct sk_msg_md *msg, struct wire_key *k)
+{
+	struct h2_walk w = {.msg = msg, .k = *k};
+	u32 start = h2_start(msg);
+	w.off = start;
+	bpf_loop(H2_MAX_FRAMES, h2_step, &w, 0);
+	if (!w.whole) {
+		wire_stat(WIRE_STAT_H2_UNPARSED);
+		return;
+	}
+	w.off = start;
+	w.inject = 1;
+	bpf_loop(H2_MAX_FRAMES, h2_step, &w, 0);
+}
+
 SEC("sk_msg")
 int wire_msg(struct sk_msg_md *msg)
 {
@@ -315,6 +483,11 @@ int wire_msg(struct sk_msg_md *msg)
 		return SK_PASS;
 	struct wire_request *r = bpf_map_lookup_elem(&wire_requests, &k);
 	if (!r || r->owner == 0) {
+		u64 *pending = bpf_map_lookup_elem(&wire_h2_conns, &k);
+		if (pending && *pending > 0) {
+			h2_inject(msg, &k);
+			return SK_PASS;
+		}
 		wire_stat(WIRE_STAT_UNANNOUNCED);
 		return SK_PASS;
 	}

@@ -159,3 +159,51 @@ static __always_inline int tcp_conn_key(u64 tcpconn, struct wire_key *k)
 		return -1;
 	return 0;
 }
+
+// ---- HTTP/2 without TLS (h2c): a header field in the stream's HEADERS ----
+//
+// An HTTP/2 connection carries many requests at once, each on a stream of
+// its own. A client's uprobe that knows a request's span, its connection
+// and its stream id announces them here before the stream's HEADERS frame
+// is written; bpf/wire.c appends a traceparent field to that frame's header
+// block as the bytes leave the socket, and fixes the frame's length. The
+// field is an HPACK "literal without indexing" with a literal name: the
+// peer's decoder adds nothing to its dynamic table, so the header
+// compression state both ends share is untouched.
+struct wire_h2_key {
+	struct wire_key conn;
+	u32 stream_id;
+	u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct wire_h2_key);
+	__type(value, struct span_ctx);
+} wire_h2_streams SEC(".maps");
+
+// Streams announced and not yet seen leaving, by connection: a message on
+// a connection without any is passed without being looked at.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct wire_key);
+	__type(value, u64);
+} wire_h2_conns SEC(".maps");
+
+// wire_h2_announce records that stream stream_id on connection conn
+// carries span sc.
+static __always_inline void wire_h2_announce(const struct wire_key *conn, u32 stream_id, const struct span_ctx *sc)
+{
+	struct wire_h2_key k = {.conn = *conn, .stream_id = stream_id};
+	if (bpf_map_update_elem(&wire_h2_streams, &k, sc, BPF_ANY))
+		return;
+	u64 *pending = bpf_map_lookup_elem(&wire_h2_conns, conn);
+	if (pending) {
+		__sync_fetch_and_add(pending, 1);
+	} else {
+		u64 one = 1;
+		bpf_map_update_elem(&wire_h2_conns, conn, &one, BPF_NOEXIST);
+	}
+}

@@ -21,6 +21,13 @@ type WireSpanCtx struct {
 	Pad     [7]uint8
 }
 
+type WireWireH2Key struct {
+	_        structs.HostLayout
+	Conn     WireWireKey
+	StreamId uint32
+	Pad      uint32
+}
+
 type WireWireKey struct {
 	_     structs.HostLayout
 	Tgid  uint32
@@ -45,6 +52,8 @@ const (
 	WireMapGoroutineSpans     = "goroutine_spans"
 	WireMapStats              = "stats"
 	WireMapWireConnecting     = "wire_connecting"
+	WireMapWireH2Conns        = "wire_h2_conns"
+	WireMapWireH2Streams      = "wire_h2_streams"
 	WireMapWireListenPorts    = "wire_listen_ports"
 	WireMapWireReceived       = "wire_received"
 	WireMapWireRequests       = "wire_requests"
@@ -127,6 +136,8 @@ type WireMapSpecs struct {
 	GoroutineSpans  *ebpf.MapSpec `ebpf:"goroutine_spans"`
 	Stats           *ebpf.MapSpec `ebpf:"stats"`
 	WireConnecting  *ebpf.MapSpec `ebpf:"wire_connecting"`
+	WireH2Conns     *ebpf.MapSpec `ebpf:"wire_h2_conns"`
+	WireH2Streams   *ebpf.MapSpec `ebpf:"wire_h2_streams"`
 	WireListenPorts *ebpf.MapSpec `ebpf:"wire_listen_ports"`
 	WireReceived    *ebpf.MapSpec `ebpf:"wire_received"`
 	WireRequests    *ebpf.MapSpec `ebpf:"wire_requests"`
@@ -183,6 +194,8 @@ type WireMaps struct {
 	GoroutineSpans  *ebpf.Map `ebpf:"goroutine_spans"`
 	Stats           *ebpf.Map `ebpf:"stats"`
 	WireConnecting  *ebpf.Map `ebpf:"wire_connecting"`
+	WireH2Conns     *ebpf.Map `ebpf:"wire_h2_conns"`
+	WireH2Streams   *ebpf.Map `ebpf:"wire_h2_streams"`
 	WireListenPorts *ebpf.Map `ebpf:"wire_listen_ports"`
 	WireReceived    *ebpf.Map `ebpf:"wire_received"`
 	WireRequests    *ebpf.Map `ebpf:"wire_requests"`
@@ -199,6 +212,8 @@ func (m *WireMaps) Close() error {
 		m.GoroutineSpans,
 		m.Stats,
 		m.WireConnecting,
+		m.WireH2Conns,
+		m.WireH2Streams,
 		m.WireListenPorts,
 		m.WireReceived,
 		m.WireRequests,

@@ -82,6 +82,11 @@ type Instrumentor struct {
 	// NonGo instrumentors also attach to programs that are not Go (C, C++);
 	// the others skip them.
 	NonGo bool
+	// DialsEarly says the library opens connections before the calls that
+	// use them (gRPC's ClientConn dials at Dial): with trace context on
+	// the wire, its processes are enrolled when attached, since a
+	// connection opened before its process is enrolled is never watched.
+	DialsEarly bool
 	// Options are the command-line flags the instrumentor takes (see
 	// Option); Configure turns their values into the instrumentor a run
 	// uses: a copy of decl, the declaration, set up for them. It may turn

@@ -442,7 +442,7 @@ func TestShortLivedProcesses(t *testing.T) {
 			// A client-only program: the server instrumentor's absence is
 			// said once, at INFO, in the attached line (issue 12, point 4).
 			line := s.waitFor(t, "msg=attached", fmt.Sprintf("pid=%d", before.Process.Pid))
-			if !strings.Contains(line, `not_in_binary="no net/http server"`) {
+			if !strings.Contains(line, `not_in_binary="no net/http server, no gRPC-Go"`) {
 				t.Errorf("the attached line does not say the binary has no HTTP server: %s", line)
 			}
 			start := time.Now()

@@ -376,7 +376,8 @@ func logStats(log *slog.Logger, att *attach.Attacher, p *otel.Pipeline, last rep
 	if w := s.Wire; final && w != (attach.WireCounters{}) {
 		log.Info("trace context on the wire", "connections_watched", w.Enrolled, "traceparent_inserted", w.Injected,
 			"not_http1", w.NotHTTP1, "kernel_refused", w.Failed+w.EnrollFailed,
-			"tcp_option_segments", w.OptWritten, "tcp_option_no_room", w.OptNoRoom, "tcp_option_received", w.OptRead)
+			"tcp_option_segments", w.OptWritten, "tcp_option_no_room", w.OptNoRoom, "tcp_option_received", w.OptRead,
+			"http2_traceparent_inserted", w.H2Injected, "http2_not_whole_frames", w.H2Unparsed, "http2_no_room", w.H2NoRoom)
 	}
 	if n := s.InFlightAtExit; final && n > 0 {
 		log.Info("calls in flight when their process or uranus exited: exported as spans marked uranus.incomplete=true (ending then, status unknown)", "calls", n)

@@ -6,6 +6,7 @@ import (
 	"github.com/uranus-otel/uranus/instrumentors/funcs"
 	"github.com/uranus-otel/uranus/instrumentors/goroutines"
 	"github.com/uranus-otel/uranus/instrumentors/gotls"
+	"github.com/uranus-otel/uranus/instrumentors/grpc"
 	"github.com/uranus-otel/uranus/instrumentors/httpclient"
 	"github.com/uranus-otel/uranus/instrumentors/httpserver"
 )
@@ -14,6 +15,7 @@ import (
 var List = []*instrumentors.Instrumentor{
 	httpserver.Instrumentor,
 	httpclient.Instrumentor,
+	grpc.Instrumentor,
 	goroutines.Instrumentor,
 	gotls.Instrumentor, gotls.Tap, gotls.KeyLog,
 	funcs.Instrumentor,

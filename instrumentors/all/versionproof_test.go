@@ -267,7 +267,9 @@ func (r *vpRun) start(bin string) {
 	}
 	var list []*instrumentors.Instrumentor
 	for _, in := range all.List {
-		if !in.OffByDefault {
+		// A library outside the standard library (gRPC-Go) is not in
+		// this sample: its own tests run programs that link it.
+		if !in.OffByDefault && in.Module == "" {
 			list = append(list, in)
 		}
 	}

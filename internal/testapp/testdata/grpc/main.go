@@ -8,7 +8,8 @@
 //	/cancel?sleep_ms=500&after_ms=50  a Unary call canceled by the client after after_ms; body: Canceled
 //	/stream?n=100                     one ServerStream call reading n replies; body: "OK 100"
 //	/bidi?n=100                       one Bidi call sending and receiving n; body: "OK 100"
-//	/fan?n=1000&conc=50               n Unary calls, conc at a time, on one connection; body: "ok=1000 failed=0"
+//	/fan?n=1000&conc=50&grow=64       n Unary calls, conc at a time, on one connection, call i
+//	                                  under i%(grow+1) frames of 512 bytes; body: "ok=1000 failed=0"
 //	/http?url=URL                     a plain net/http GET; body: the HTTP status code
 //	/grpc-addr                        the gRPC server's address
 //
@@ -184,6 +185,20 @@ func intParam(r *http.Request, name string, def int) int {
 	return def
 }
 
+// deep calls f under n frames of 512 bytes each.
+func deep(n int, f func()) {
+	var pad [512]byte
+	if n <= 0 {
+		f()
+		return
+	}
+	pad[n%len(pad)] = byte(n)
+	deep(n-1, f)
+	if pad[n%len(pad)] != byte(n) {
+		panic("stack corrupted")
+	}
+}
+
 // request builds the Echo request that the query parameters describe.
 func request(r *http.Request) *echopb.Request {
 	q := r.URL.Query()
@@ -304,21 +319,28 @@ func main() {
 		if conc < 1 {
 			conc = 1
 		}
-		req := request(r)
+		grow := intParam(r, "grow", 0)
 		var ok, failed int64
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, conc)
 		for i := 0; i < n; i++ {
 			sem <- struct{}{}
 			wg.Add(1)
-			go func() {
+			req := request(r)
+			req.Message = strconv.Itoa(i)
+			go func(depth int) {
 				defer func() { <-sem; wg.Done() }()
-				if _, err := c.Unary(r.Context(), req); err != nil {
-					atomic.AddInt64(&failed, 1)
-				} else {
-					atomic.AddInt64(&ok, 1)
-				}
-			}()
+				// With grow, each call starts at another stack depth, so
+				// that the goroutine's stack grows inside gRPC's functions
+				// in some of them; every reply must echo its request.
+				deep(depth, func() {
+					if rep, err := c.Unary(r.Context(), req); err != nil || rep.Message != req.Message {
+						atomic.AddInt64(&failed, 1)
+					} else {
+						atomic.AddInt64(&ok, 1)
+					}
+				})
+			}(i % (grow + 1))
 		}
 		wg.Wait()
 		return fmt.Sprintf("ok=%d failed=%d", ok, failed)
