@@ -262,6 +262,28 @@ static __always_inline void read_peer(struct event *e, u64 transport)
 	e->has_peer = read_tcp_addr(addr, e->peer_ip, &e->peer_port) == 0;
 }
 
+// new_call starts the in-flight call of kind under key, for the function
+// entered with ref (its stream, its ClientConn), built in place: it is too
+// large for the stack. NULL when the call is already there (the entry
+// fired again after morestack restarted the function) or cannot be kept.
+static __always_inline struct call *new_call(struct call_key *key, u64 ref, u8 kind)
+{
+	struct call *prior = bpf_map_lookup_elem(&calls, key);
+	if (prior && prior->ref == ref)
+		return 0;
+	struct call zero = {};
+	if (bpf_map_update_elem(&calls, key, &zero, BPF_ANY)) {
+		stat_inc(STAT_INFLIGHT_FULL);
+		return 0;
+	}
+	struct call *c = bpf_map_lookup_elem(&calls, key);
+	if (!c)
+		return 0;
+	c->ref = ref;
+	c->e.kind = kind;
+	return c;
+}
+
 SEC("uprobe")
 int server_entry(struct pt_regs *ctx)
 {
@@ -271,21 +293,9 @@ int server_entry(struct pt_regs *ctx)
 		return 0;
 	struct call_key key = goroutine_key(goid, KEY_SERVER);
 	u64 arg = go_arg(ctx, 3);
-	struct call *prior = bpf_map_lookup_elem(&calls, &key);
-	if (prior && prior->ref == arg) // re-entry after morestack
-		return 0;
-
-	// The call is built in place: it is too large for the stack.
-	struct call zero = {};
-	if (bpf_map_update_elem(&calls, &key, &zero, BPF_ANY)) {
-		stat_inc(STAT_INFLIGHT_FULL);
-		return 0;
-	}
-	struct call *c = bpf_map_lookup_elem(&calls, &key);
+	struct call *c = new_call(&key, arg, RPC_SERVER);
 	if (!c)
 		return 0;
-	c->ref = arg;
-	c->e.kind = RPC_SERVER;
 	u64 stream = stream_of(arg);
 	c->e.method_len = read_go_string(c->e.method, stream, off_stream_method);
 	u64 transport = go_arg(ctx, 2);
@@ -368,19 +378,9 @@ int client_entry(struct pt_regs *ctx)
 		return 0;
 	struct call_key key = goroutine_key(goid, KEY_CLIENT);
 	u64 cc = go_arg(ctx, 3);
-	struct call *prior = bpf_map_lookup_elem(&calls, &key);
-	if (prior && prior->ref == cc) // re-entry after morestack
-		return 0;
-	struct call zero = {};
-	if (bpf_map_update_elem(&calls, &key, &zero, BPF_ANY)) {
-		stat_inc(STAT_INFLIGHT_FULL);
-		return 0;
-	}
-	struct call *c = bpf_map_lookup_elem(&calls, &key);
+	struct call *c = new_call(&key, cc, RPC_CLIENT);
 	if (!c)
 		return 0;
-	c->ref = cc;
-	c->e.kind = RPC_CLIENT;
 	struct go_str method = {.ptr = go_arg(ctx, 4), .len = go_arg(ctx, 5)};
 	c->e.method_len = copy_go_string(c->e.method, method);
 	c->e.target_len = read_go_string(c->e.target, cc, off_cc_target);
