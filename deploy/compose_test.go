@@ -142,14 +142,15 @@ func TestComposeDemo(t *testing.T) {
 		}
 	}
 
-	// Trace context crossed from shop to stock on the wire (a header) and
-	// from shop to payments (HTTPS: a TCP option, read by payments'
-	// sidecar): the sidecars mounted the cgroup v2 hierarchy they could
-	// not see and attached there.
-	for _, hop := range []struct{ svc, op string }{{"stock", "GET /stock/{sku}"}, {"payments", "POST /pay"}} {
+	// Trace context crossed from shop to stock on the wire (a header; over
+	// gRPC, a field added to the call's HEADERS frame) and from shop to
+	// payments (HTTPS: a TCP option, read by payments' sidecar): the
+	// sidecars mounted the cgroup v2 hierarchy they could not see and
+	// attached there.
+	for _, hop := range []struct{ svc, op string }{{"stock", "GET /stock/{sku}"}, {"payments", "POST /pay"}, {"stock", "uranus.demo.Stock/Reserve"}} {
 		traces, err := jaeger.WaitTraces(query, "shop", func(ts []jaeger.Trace) bool { return joined(ts, hop.svc, hop.op) })
 		if err != nil {
-			t.Errorf("no shop trace holds a %s server span under a shop client span: %v (%d traces)", hop.svc, err, len(traces))
+			t.Errorf("no shop trace holds a %s %s server span under a shop client span: %v (%d traces)", hop.svc, hop.op, err, len(traces))
 			for _, c := range []string{"uranus-shop", "uranus-" + hop.svc} {
 				out, _ := run(compose[0], composeArgs("logs", "--no-color", c)...)
 				t.Logf("%s's log:\n%s", c, out)

@@ -42,7 +42,7 @@ func demoMain(args []string) int {
 	fs.Usage = func() {
 		fmt.Fprint(os.Stderr, `uranus demo — see uranus trace a running Go service, in one command
 
-Starts two small Go HTTP services (shop, and stock which shop calls), attaches
+Starts two small Go services (shop, and stock which shop calls over HTTP and gRPC), attaches
 uranus to them, sends a few requests and draws each trace in the terminal.
 Needs root (BPF). OTEL_EXPORTER_OTLP_ENDPOINT, when set, also receives the spans.
 
@@ -88,12 +88,12 @@ func demo(ctx context.Context, log *slog.Logger, requests int, keep bool) error 
 		}
 		exes = append(exes, p)
 	}
-	stock, stockAddr, err := startService(exes[0], "--role", "stock")
+	stock, stockAddr, stockGRPC, err := startService(exes[0], "--role", "stock", "--stock-grpc", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
 	defer stopService(stock)
-	shop, shopAddr, err := startService(exes[1], "--role", "shop", "--stock", "http://"+stockAddr)
+	shop, shopAddr, _, err := startService(exes[1], "--role", "shop", "--stock", "http://"+stockAddr, "--stock-grpc", stockGRPC)
 	if err != nil {
 		return err
 	}
@@ -158,24 +158,32 @@ func drive(ctx context.Context, base string, n int) int {
 	return sent
 }
 
-func startService(path string, args ...string) (*exec.Cmd, string, error) {
-	cmd := exec.Command(path, append([]string{"demo-app"}, args...)...)
+// startService starts a demo service and returns its HTTP address and,
+// for stock, its gRPC address.
+func startService(path string, args ...string) (cmd *exec.Cmd, addr, grpcAddr string, err error) {
+	cmd = exec.Command(path, append([]string{"demo-app"}, args...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return nil, "", fmt.Errorf("starting demo service %s: %w", path, err)
+		return nil, "", "", fmt.Errorf("starting demo service %s: %w", path, err)
 	}
-	line, err := bufio.NewReader(out).ReadString('\n')
+	// "grpc on ADDR" (stock's gRPC listener) may come first.
+	rd := bufio.NewReader(out)
+	line, err := rd.ReadString('\n')
+	if g, ok := strings.CutPrefix(strings.TrimSpace(line), "grpc on "); ok && err == nil {
+		grpcAddr = g
+		line, err = rd.ReadString('\n')
+	}
 	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening on ")
 	if err != nil || !ok {
 		cmd.Process.Kill()
 		cmd.Wait()
-		return nil, "", fmt.Errorf("demo service %s did not start: %q %v", path, line, err)
+		return nil, "", "", fmt.Errorf("demo service %s did not start: %q %v", path, line, err)
 	}
-	return cmd, addr, nil
+	return cmd, addr, grpcAddr, nil
 }
 
 func stopService(cmd *exec.Cmd) {
@@ -204,6 +212,7 @@ func demoAppMain(args []string) int {
 	role := fs.String("role", "shop", "shop, stock or payments")
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
 	stockURL := fs.String("stock", "", "stock service base URL (shop only)")
+	stockGRPC := fs.String("stock-grpc", "", "stock service's gRPC address, host:port (shop: where to reserve; stock: where to listen; optional)")
 	paymentsURL := fs.String("payments", "", "payments service base URL, https (shop only; optional)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -219,11 +228,23 @@ func demoAppMain(args []string) int {
 			fmt.Fprintln(w, `{"paid":true}`)
 		})
 	case "stock":
+		if *stockGRPC != "" {
+			gln, err := net.Listen("tcp", *stockGRPC)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "demo-app:", err)
+				return 1
+			}
+			fmt.Printf("grpc on %s\n", gln.Addr())
+			ctx, cancel := signalContext()
+			defer cancel()
+			go serveStockGRPC(ctx, gln)
+		}
 		mux.HandleFunc("GET /stock/{sku}", func(w http.ResponseWriter, r *http.Request) {
 			time.Sleep(time.Duration(1+rand.Intn(4)) * time.Millisecond)
 			fmt.Fprintf(w, `{"sku":%q,"available":%d}`+"\n", r.PathValue("sku"), rand.Intn(20))
 		})
 	case "shop":
+		reserver := &stockClient{target: *stockGRPC}
 		client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{
 			// payments makes its certificate up at start: nothing to verify it against.
 			TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
@@ -240,6 +261,12 @@ func demoAppMain(args []string) int {
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
+			if *stockGRPC != "" {
+				if err := reserver.reserve(r.Context(), r.URL.Query().Get("sku")); err != nil {
+					http.Error(w, err.Error(), http.StatusBadGateway)
+					return
+				}
+			}
 			if *paymentsURL != "" {
 				resp, err := client.Post(*paymentsURL+"/pay", "application/json", strings.NewReader(fmt.Sprintf(`{"sku":%q}`, r.URL.Query().Get("sku"))))
 				if err != nil {

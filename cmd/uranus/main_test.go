@@ -546,9 +546,15 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo output lacks %q:\n%s", want, text)
 		}
 	}
-	// Trace context crosses from shop to stock unless uranus said why not.
-	if !strings.Contains(text, "trace context is not sent") && !strings.Contains(text, "└─ GET /stock/{sku}  server   stock") {
-		t.Errorf("demo drew no stock span inside a shop trace:\n%s", text)
+	// Trace context crosses from shop to stock, over HTTP and over gRPC,
+	// unless uranus said why not.
+	for _, child := range []*regexp.Regexp{
+		regexp.MustCompile(`└─ GET /stock/\{sku\} +server +stock`),
+		regexp.MustCompile(`└─ uranus\.demo\.Stock/Reserve +server +stock`),
+	} {
+		if !strings.Contains(text, "trace context is not sent") && !child.MatchString(text) {
+			t.Errorf("demo drew no stock span matching %s inside a shop trace:\n%s", child, text)
+		}
 	}
 	if n := strings.Count(text, "\ntrace "); n < 6 {
 		t.Errorf("demo drew %d traces for 6 requests:\n%s", n, text)
